@@ -1,0 +1,87 @@
+"""Iterates over the data forms that `fit()` accepts, one batch at a time."""
+
+import math
+
+import keras
+import numpy as np
+
+
+def _is_array(value):
+    return hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+def _inputs_of(element):
+    """The model inputs of a batch: `x` of an `(x, y)` or `(x, y, w)` tuple."""
+    return element[0] if isinstance(element, tuple) else element
+
+
+def _slice_batches(x, batch_size):
+    first = keras.tree.flatten(x)[0]
+    count = int(first.shape[0])
+    for start in range(0, count, batch_size):
+        window = slice(start, start + batch_size)
+        yield keras.tree.map_structure(lambda a, w=window: a[w], x)
+
+
+def _known_length(data, batch_size):
+    if _is_array(keras.tree.flatten(_inputs_of(data))[0]):
+        count = int(keras.tree.flatten(_inputs_of(data))[0].shape[0])
+        return math.ceil(count / batch_size)
+    try:
+        length = len(data)
+    except TypeError:
+        return None
+    return length if length >= 0 else None
+
+
+def iter_input_batches(data, *, batch_size=32, steps=None):
+    """Yields the model inputs of each batch in `data`.
+
+    Args:
+        data: A numpy array (or a list/dict of them for a multi-input
+            model), an `(x, y)` or `(x, y, sample_weight)` tuple of those, a
+            `tf.data.Dataset`, a `keras.utils.PyDataset`, or any iterable
+            (e.g. a generator) of batches. Batched forms yield `x`, `(x, y)`
+            or `(x, y, sample_weight)` per batch; only `x` is used.
+        batch_size: Batch size used to slice arrays; ignored for forms that
+            are already batched.
+        steps: If given, stop after this many batches.
+
+    Returns:
+        A pair `(batches, count)`: an iterator over input batches and the
+        number of batches it yields, or `None` if that is unknown.
+    """
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
+        raise ValueError(
+            "Expected `batch_size` to be a positive integer. "
+            f"Received: batch_size={batch_size!r}"
+        )
+    if steps is not None and (
+        isinstance(steps, bool) or not isinstance(steps, int) or steps < 1
+    ):
+        raise ValueError(
+            "Expected `steps` to be a positive integer or None. "
+            f"Received: steps={steps!r}"
+        )
+    count = _known_length(data, batch_size)
+    if steps is not None:
+        count = steps if count is None else min(count, steps)
+    return _batches(data, batch_size, count), count
+
+
+def _batches(data, batch_size, count):
+    inputs = _inputs_of(data)
+    if _is_array(keras.tree.flatten(inputs)[0]):
+        source = _slice_batches(inputs, batch_size)
+    elif isinstance(data, keras.utils.PyDataset):
+        source = (data[index] for index in range(len(data)))
+    else:
+        source = iter(data)
+    for index, element in enumerate(source):
+        if count is not None and index >= count:
+            return
+        yield keras.tree.map_structure(np.asarray, _inputs_of(element))

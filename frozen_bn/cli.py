@@ -1,0 +1,151 @@
+"""The `frozen-bn` command line tool.
+
+Every subcommand is a `Command`: its name, a one-line help, a function that
+adds its arguments, and a function that runs it and returns an exit code.
+Errors the user can fix are raised as `UsageError` and reported on stderr
+with exit code 2.
+"""
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Callable
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A problem with the command line or its files; shown without traceback."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def load_model_file(path):
+    """Loads a `.keras` or `.h5` model file, with errors a user can act on."""
+    if not os.path.isfile(path):
+        raise UsageError(f"no such model file: {path}")
+    if not path.endswith((".keras", ".h5")):
+        raise UsageError(f"expected a .keras or .h5 model file, got: {path}")
+    import keras
+
+    import frozen_bn  # noqa: F401  (registers our layers for loading)
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for bad files.
+        raise UsageError(f"cannot read model file {path}: {error}") from error
+
+
+def save_model_file(model, path):
+    if not path.endswith((".keras", ".h5")):
+        raise UsageError(f"expected a .keras or .h5 output path, got: {path}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError(f"output directory does not exist: {directory}")
+    model.save(path)
+
+
+def _add_in_out(parser):
+    parser.add_argument(
+        "input", metavar="IN", help="model file (.keras or .h5)"
+    )
+    parser.add_argument(
+        "output", metavar="OUT", help="where to save the result"
+    )
+
+
+FREEZE_CHOICES = {"auto": None, "all": True, "none": False}
+
+
+def _add_patch_arguments(parser):
+    _add_in_out(parser)
+    parser.add_argument(
+        "--freeze-moving-stats",
+        choices=sorted(FREEZE_CHOICES),
+        default="auto",
+        help=(
+            "which patched layers keep their statistics fixed while gamma/beta "
+            "train: 'auto' (default) those the model calls with "
+            "training=False, 'all', or 'none'"
+        ),
+    )
+
+
+def _run_patch(args):
+    from frozen_bn.patching import patch_model
+
+    model = load_model_file(args.input)
+    freeze = FREEZE_CHOICES[args.freeze_moving_stats]
+    patched = patch_model(model, freeze_moving_stats=freeze, inplace=True)
+    save_model_file(patched, args.output)
+    print(f"patched {args.input} -> {args.output}")
+    return EXIT_OK
+
+
+def _run_unpatch(args):
+    from frozen_bn.patching import unpatch_model
+
+    model = load_model_file(args.input)
+    save_model_file(unpatch_model(model, inplace=True), args.output)
+    print(f"unpatched {args.input} -> {args.output}")
+    return EXIT_OK
+
+
+COMMANDS = [
+    Command(
+        "patch",
+        "swap frozen_bn's BatchNormalization into a saved model",
+        _add_patch_arguments,
+        _run_patch,
+    ),
+    Command(
+        "unpatch",
+        "swap the stock BatchNormalization back into a saved model",
+        _add_in_out,
+        _run_unpatch,
+    ),
+]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="frozen-bn",
+        description="Keras BatchNormalization that stays frozen when frozen.",
+    )
+    from frozen_bn import __version__
+
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True
+    )
+    for command in COMMANDS:
+        sub = subparsers.add_parser(
+            command.name, help=command.help, description=command.help
+        )
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the `frozen-bn` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"frozen-bn {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
