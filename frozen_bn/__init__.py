@@ -1,7 +1,13 @@
 """Keras BatchNormalization that behaves correctly during transfer learning."""
 
 from frozen_bn.layers import BatchNormalization
+from frozen_bn.patching import patch_model, unpatch_model
 
 __version__ = "0.1.0"
 
-__all__ = ["BatchNormalization", "__version__"]
+__all__ = [
+    "BatchNormalization",
+    "__version__",
+    "patch_model",
+    "unpatch_model",
+]

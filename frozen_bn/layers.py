@@ -89,6 +89,23 @@ class BatchNormalization(keras.layers.BatchNormalization):
             )
         self._freeze_moving_stats = value
 
+    @classmethod
+    def _adopt(cls, layer):
+        """Turns a stock `layer` into this class in place, keeping its state.
+
+        Swapping the class keeps every variable, graph node and reference to
+        the layer as they are, so shared layers stay shared and models of
+        any kind (Functional, Sequential, nested, subclassed) need no
+        rewiring. Used by `frozen_bn.patch_model`.
+        """
+        layer.__class__ = cls
+        layer.freeze_moving_stats = False
+
+    def _release(self):
+        """Turns this layer back into the stock class in place."""
+        del self._freeze_moving_stats
+        self.__class__ = keras.layers.BatchNormalization
+
     def call(self, inputs, training=None, mask=None):
         if self.freeze_moving_stats:
             training = False

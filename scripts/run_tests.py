@@ -1,9 +1,10 @@
-"""Runs the whole test suite once per Keras backend, each in its own process.
+"""Runs the whole test suite: once per Keras backend, plus tf_keras graph mode.
 
-Usage: python scripts/run_tests.py [BACKEND ...] [-- PYTEST_ARGS ...]
+Usage: python scripts/run_tests.py [SUITE ...] [-- PYTEST_ARGS ...]
 
-Every run prints its own pytest summary; a table of all runs closes the
-output. The exit code is 0 only if every run passed.
+Each suite runs in its own process (a backend, or TF1 graph mode, is chosen
+once per process) and prints its own pytest summary; a table of all suites
+closes the output. The exit code is 0 only if every suite passed.
 """
 
 import os
@@ -12,15 +13,23 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BACKENDS = ("tensorflow", "jax", "torch")
-# pytest's exit code when it collected no test at all.
-NO_TESTS_COLLECTED = 5
+# Tests that switch TensorFlow to TF1 graph mode for their whole process.
+GRAPH_MODE_TESTS = "tests/graph_mode"
+SUITES = {
+    "tensorflow": ({"KERAS_BACKEND": "tensorflow"}, ["tests"]),
+    "jax": ({"KERAS_BACKEND": "jax"}, ["tests"]),
+    "torch": ({"KERAS_BACKEND": "torch"}, ["tests"]),
+    "tf_keras-graph": ({"KERAS_BACKEND": "tensorflow"}, [GRAPH_MODE_TESTS]),
+}
 
 
-def run_suite(backend, pytest_args):
-    env = {**os.environ, "KERAS_BACKEND": backend}
-    command = [sys.executable, "-m", "pytest", *pytest_args]
-    print(f"\n===== KERAS_BACKEND={backend}: {' '.join(command)}", flush=True)
+def run_suite(name, pytest_args):
+    env_update, paths = SUITES[name]
+    if GRAPH_MODE_TESTS not in paths:
+        paths = [*paths, f"--ignore={GRAPH_MODE_TESTS}"]
+    env = {**os.environ, **env_update}
+    command = [sys.executable, "-m", "pytest", *paths, *pytest_args]
+    print(f"\n===== {name}: {' '.join(command)}", flush=True)
     start = time.perf_counter()
     code = subprocess.call(command, cwd=ROOT, env=env)
     return code, time.perf_counter() - start
@@ -32,20 +41,20 @@ def main(argv):
         names, pytest_args = argv[:split], argv[split + 1 :]
     else:
         names, pytest_args = argv, []
-    unknown = sorted(set(names) - set(BACKENDS))
+    unknown = sorted(set(names) - set(SUITES))
     if unknown:
         print(
-            f"error: unknown backend(s) {unknown}; choose from {BACKENDS}",
+            f"error: unknown suite(s) {unknown}; choose from {list(SUITES)}",
             file=sys.stderr,
         )
         return 2
     results = [
-        (name, *run_suite(name, pytest_args)) for name in names or BACKENDS
+        (name, *run_suite(name, pytest_args)) for name in names or SUITES
     ]
     print("\n===== summary")
     for name, code, seconds in results:
         status = "passed" if code == 0 else f"FAILED (exit {code})"
-        print(f"{name:<12} {status:<18} {seconds:7.1f}s")
+        print(f"{name:<16} {status:<18} {seconds:7.1f}s")
     return 0 if all(code == 0 for _, code, _ in results) else 1
 
 

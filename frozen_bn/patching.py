@@ -1,0 +1,259 @@
+"""Swapping frozen_bn's BatchNormalization into loaded models, and back."""
+
+import dataclasses
+import reprlib
+import sys
+import warnings
+from collections.abc import Callable
+
+import keras
+
+from frozen_bn import _walk
+from frozen_bn.layers import BatchNormalization
+
+
+@dataclasses.dataclass(frozen=True)
+class _Flavor:
+    """What patching needs to know about one Keras (Keras 3 or tf_keras)."""
+
+    # Each stock BatchNormalization class and the frozen_bn class replacing it.
+    patched_classes: dict
+    # Returns an independent copy of a model, weights included.
+    copy_model: Callable
+    # Where a model's graph fixes its layers' behaviour when it is built
+    # (tf_keras in TF1 graph mode): returns the model built again from its
+    # layers. Such a model cannot be patched in place.
+    rebuild: Callable | None = None
+
+
+def _copy_keras_model(model):
+    try:
+        clone = keras.models.clone_model(model, recursive=True)
+    except Exception as error:  # Keras raises many types here.
+        raise ValueError(
+            f"Cannot copy `model` of type {type(model).__name__}: Keras can "
+            "only clone Functional and Sequential models, and subclassed "
+            "models that implement `get_config()`. Pass `inplace=True` to "
+            f"patch the model itself. Keras said: {error}"
+        ) from error
+    clone.set_weights(model.get_weights())
+    # A subclassed model is re-created from its config, which does not hold
+    # its sublayers' flags. Parents come before children here, so a model's
+    # flag does not overwrite its layers' own.
+    clone.trainable = model.trainable
+    pairs = zip(_walk.iter_layers(model), _walk.iter_layers(clone), strict=True)
+    for original, copy in pairs:
+        copy.trainable = original.trainable
+    return clone
+
+
+def _flavor_of(model):
+    if isinstance(model, keras.Model):
+        return _Flavor(
+            {keras.layers.BatchNormalization: BatchNormalization},
+            _copy_keras_model,
+        )
+    if "tf_keras" in sys.modules:
+        import tf_keras
+
+        if isinstance(model, tf_keras.Model):
+            from frozen_bn import tf_keras as frozen_tf_keras
+
+            return _Flavor(
+                frozen_tf_keras.PATCHED_CLASSES,
+                frozen_tf_keras.copy_model,
+                frozen_tf_keras.copy_model
+                if frozen_tf_keras.builds_static_graphs()
+                else None,
+            )
+    raise TypeError(
+        "Expected `model` to be a keras.Model (or a tf_keras Model). "
+        f"Received: model={reprlib.repr(model)} of type {type(model).__name__}"
+    )
+
+
+def _check_built(model):
+    if not model.built:
+        raise ValueError(
+            f"`model` ({model.name!r}) is not built yet, so it has no "
+            "weights to patch. Build it first: call it on a batch of data, "
+            "call `model.build(input_shape)`, or start a Sequential model "
+            "with `keras.Input(shape)`."
+        )
+
+
+def _freeze_rule(freeze_moving_stats, bn_names):
+    """Turns the `freeze_moving_stats` argument into `(layer, auto) -> bool`.
+
+    `auto` tells whether the model's graph calls the layer with
+    `training=False`.
+    """
+    value = freeze_moving_stats
+    if value is None:
+        return lambda layer, auto: auto or layer.freeze_moving_stats
+    if isinstance(value, bool):
+        return lambda layer, auto: value
+    if callable(value):
+        return lambda layer, auto: _checked_bool(value(layer), layer)
+    if isinstance(value, (list, tuple, set, frozenset)) and all(
+        isinstance(name, str) for name in value
+    ):
+        unknown = sorted(set(value) - set(bn_names))
+        if unknown:
+            raise ValueError(
+                "`freeze_moving_stats` names layers that are not "
+                f"BatchNormalization layers of `model`: {unknown}. "
+                f"Its BatchNormalization layers are: {bn_names}"
+            )
+        return lambda layer, auto: layer.name in value
+    raise TypeError(
+        "Expected `freeze_moving_stats` to be None, a bool, a callable "
+        "`layer -> bool` or a list of layer names. "
+        f"Received: freeze_moving_stats={reprlib.repr(value)}"
+    )
+
+
+def _checked_bool(result, layer):
+    if not isinstance(result, bool):
+        raise TypeError(
+            "The `freeze_moving_stats` callable must return a bool. "
+            f"Received: {result!r} for layer {layer.name!r}"
+        )
+    return result
+
+
+def _check_inplace(flavor, inplace):
+    if inplace and flavor.rebuild is not None:
+        raise ValueError(
+            "`inplace=True` cannot change a tf_keras model in TF1 graph "
+            "mode: its graph was built with the layers it had and keeps "
+            "their behaviour. Pass `inplace=False` (the default) to get a "
+            "model with a new graph. Received: inplace=True"
+        )
+
+
+def _is_compiled(model):
+    # Keras 3 says `compiled`, tf_keras `_is_compiled`.
+    return bool(getattr(model, "compiled", getattr(model, "_is_compiled", 0)))
+
+
+def _warn(message):
+    warnings.warn(message, stacklevel=3)
+
+
+def patch_model(model, *, freeze_moving_stats=None, inplace=False):
+    """Makes every BatchNormalization layer of `model` a frozen_bn one.
+
+    Each stock `BatchNormalization` layer becomes a
+    `frozen_bn.BatchNormalization` with the same config, name, dtype policy,
+    `trainable` flag and variables (gamma, beta and the moving statistics,
+    bitwise). The layers are found wherever they are: Sequential and
+    Functional models, nested models at any depth, shared layers (which stay
+    shared) and layers tracked by subclassed models. Subclasses of the stock
+    layer that are not frozen_bn's are left alone, with a warning.
+
+    The patched layers use their moving statistics whenever they are frozen,
+    also under `fit()`. That includes the Keras transfer-learning guide's
+    pattern `base_model.trainable = True; y = base_model(x, training=False)`:
+    Keras 3 lets `fit()` override the recorded `training=False`, and the
+    moving statistics of `base_model` drift; after patching they do not.
+
+    Patching is idempotent: patching a patched model changes nothing.
+
+    Args:
+        model: A built `keras.Model` (or tf_keras model, when `tf_keras` is
+            imported).
+        freeze_moving_stats: Which patched layers get
+            `freeze_moving_stats=True` (statistics fixed, gamma/beta still
+            trainable when `trainable`). `None` (default): the layers that
+            the model's graph calls with `training=False`, directly or
+            inside a nested model so called; layers that already had it
+            keep it. `True`/`False`: every patched layer. A callable
+            `layer -> bool`, or a list of layer names, chooses per layer.
+        inplace: If `False` (default), returns a patched copy and leaves
+            `model` untouched. If `True`, patches `model` itself and returns
+            it (not for tf_keras models in TF1 graph mode, whose graph
+            cannot change).
+
+    Returns:
+        The patched model. If `model` was compiled, call `compile()` on the
+        result before `fit()` (a warning says so): a compiled training
+        step keeps the behaviour it was traced with.
+
+    Example:
+
+    >>> base = keras.applications.MobileNetV2(weights=None, include_top=False)
+    >>> base = frozen_bn.patch_model(base)
+    >>> base.trainable = False  # now truly frozen, also under fit()
+    """
+    flavor = _flavor_of(model)
+    _check_built(model)
+    _check_inplace(flavor, inplace)
+    bn_names = [layer.name for layer in _walk.batch_norm_layers(model)]
+    rule = _freeze_rule(freeze_moving_stats, bn_names)
+    target = model if inplace else flavor.copy_model(model)
+    called_in_inference = {
+        id(layer) for layer in _walk.called_in_inference_mode(target)
+    }
+    ours = tuple(flavor.patched_classes.values())
+    foreign = []
+    for layer in _walk.batch_norm_layers(target):
+        patched_class = flavor.patched_classes.get(type(layer))
+        if patched_class is not None:
+            patched_class._adopt(layer)
+        elif not isinstance(layer, ours):
+            foreign.append(f"{layer.name} ({type(layer).__name__})")
+            continue
+        auto = id(layer) in called_in_inference
+        layer.freeze_moving_stats = rule(layer, auto)
+    if flavor.rebuild is not None:
+        target = flavor.rebuild(target)
+    if not bn_names:
+        _warn(f"`model` ({model.name!r}) has no BatchNormalization layer.")
+    if foreign:
+        _warn(
+            "These layers subclass BatchNormalization but are not frozen_bn "
+            f"layers; they were left as they are: {', '.join(foreign)}"
+        )
+    if _is_compiled(model):
+        _warn(
+            "`model` was compiled. Call `compile()` on the patched model "
+            "before training it: the compiled training step would keep the "
+            "stock layers' behaviour."
+        )
+    return target
+
+
+def unpatch_model(model, *, inplace=False):
+    """Turns frozen_bn's BatchNormalization layers back into stock ones.
+
+    The inverse of `patch_model`: every frozen_bn layer becomes the stock
+    Keras layer with the same config (less `freeze_moving_stats`), name,
+    `trainable` flag and variables, so that a fine-tuned model can be saved
+    and deployed where frozen_bn is not installed.
+    `unpatch_model(patch_model(m))` predicts bitwise like `m`.
+
+    Args:
+        model: A built `keras.Model` (or tf_keras model).
+        inplace: If `False` (default), returns an unpatched copy and leaves
+            `model` untouched. If `True`, unpatches `model` itself.
+
+    Returns:
+        The unpatched model.
+    """
+    flavor = _flavor_of(model)
+    _check_built(model)
+    _check_inplace(flavor, inplace)
+    target = model if inplace else flavor.copy_model(model)
+    ours = tuple(flavor.patched_classes.values())
+    for layer in _walk.batch_norm_layers(target):
+        if type(layer) in ours:
+            layer._release()
+    if flavor.rebuild is not None:
+        target = flavor.rebuild(target)
+    if _is_compiled(model):
+        _warn(
+            "`model` was compiled. Call `compile()` on the unpatched model "
+            "before training it."
+        )
+    return target

@@ -1,0 +1,127 @@
+"""Tests for the `frozen-bn` command line tool's patch and unpatch commands."""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import frozen_bn
+from frozen_bn import _walk, cli
+from tests.conftest import all_weights, assert_weights_bitwise_equal
+
+
+def saved_model(path):
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(4)(inputs)
+    base = keras.Model(inputs, keras.layers.BatchNormalization(name="bn")(x))
+    outer_inputs = keras.Input((6,))
+    outputs = keras.layers.BatchNormalization(name="top_bn")(
+        base(outer_inputs, training=False)
+    )
+    model = keras.Model(outer_inputs, outputs)
+    model.save(path)
+    return model
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_patch_then_unpatch_files(tmp_path, capsys, suffix):
+    original = saved_model(tmp_path / f"in{suffix}")
+    patched_path = str(tmp_path / f"patched{suffix}")
+
+    code = cli.main(["patch", str(tmp_path / f"in{suffix}"), patched_path])
+
+    assert code == 0
+    assert "patched" in capsys.readouterr().out
+    patched = keras.models.load_model(patched_path)
+    freeze = {
+        layer.name: layer.freeze_moving_stats
+        for layer in _walk.batch_norm_layers(patched)
+    }
+    assert freeze == {"bn": True, "top_bn": False}
+    assert_weights_bitwise_equal(all_weights(original), all_weights(patched))
+
+    restored_path = str(tmp_path / f"restored{suffix}")
+    assert cli.main(["unpatch", patched_path, restored_path]) == 0
+    restored = keras.models.load_model(restored_path)
+    bn_classes = {type(layer) for layer in _walk.batch_norm_layers(restored)}
+    assert bn_classes == {keras.layers.BatchNormalization}
+    x = np.random.default_rng(0).normal(size=(3, 6)).astype("float32")
+    np.testing.assert_array_equal(
+        restored.predict(x, verbose=0), original.predict(x, verbose=0)
+    )
+
+
+@pytest.mark.parametrize("choice, expected", [("all", True), ("none", False)])
+def test_freeze_moving_stats_option(tmp_path, choice, expected):
+    saved_model(tmp_path / "in.keras")
+    out = str(tmp_path / "out.keras")
+    assert (
+        cli.main(
+            [
+                "patch",
+                str(tmp_path / "in.keras"),
+                out,
+                "--freeze-moving-stats",
+                choice,
+            ]
+        )
+        == 0
+    )
+    layers = _walk.batch_norm_layers(keras.models.load_model(out))
+    assert [layer.freeze_moving_stats for layer in layers] == [
+        expected,
+        expected,
+    ]
+
+
+def test_missing_file_exits_2_with_message_on_stderr(tmp_path, capsys):
+    code = cli.main(
+        ["patch", str(tmp_path / "absent.keras"), str(tmp_path / "o.keras")]
+    )
+    assert code == 2
+    captured = capsys.readouterr()
+    assert "no such model file" in captured.err
+    assert captured.out == ""
+
+
+def test_unreadable_file_exits_2(tmp_path, capsys):
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a zip archive")
+    assert cli.main(["unpatch", str(broken), str(tmp_path / "o.keras")]) == 2
+    assert "cannot read model file" in capsys.readouterr().err
+
+
+def test_wrong_suffix_exits_2(tmp_path, capsys):
+    saved_model(tmp_path / "in.keras")
+    assert (
+        cli.main(
+            ["patch", str(tmp_path / "in.keras"), str(tmp_path / "out.txt")]
+        )
+        == 2
+    )
+    assert "expected a .keras or .h5 output path" in capsys.readouterr().err
+
+
+def test_module_entry_point_prints_help():
+    run = [sys.executable, "-m", "frozen_bn", "--help"]
+    helped = subprocess.run(run, capture_output=True, text=True)
+    assert helped.returncode == 0
+    assert "patch" in helped.stdout and "unpatch" in helped.stdout
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert (
+        capsys.readouterr().out.strip() == f"frozen-bn {frozen_bn.__version__}"
+    )
+
+
+def test_missing_arguments_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["patch"])
+    assert exit_info.value.code == 2
+    assert "the following arguments are required" in capsys.readouterr().err
