@@ -449,7 +449,7 @@ def test_compiled_model_warns_to_recompile():
 
 def test_uncompiled_model_does_not_warn():
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         frozen_bn.patch_model(functional_net())
 
 
