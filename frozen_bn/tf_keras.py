@@ -1,0 +1,251 @@
+"""The tf_keras (Keras 2) BatchNormalization layers that respect being frozen.
+
+Importing this module imports TensorFlow and tf_keras; `import frozen_bn`
+does not import it.
+"""
+
+import tensorflow as tf
+import tf_keras
+
+# Private tf_keras imports, in this one place. tf_keras exports its V1
+# BatchNormalization class only through its TF1 API, so the source modules
+# are where both classes live; and `track_variable` is how a variable that
+# is no layer's weight gets initialized by the tf_keras session.
+from tf_keras.src.backend import track_variable as _track_variable
+from tf_keras.src.layers.normalization import (
+    batch_normalization as _stock_v2,
+)
+from tf_keras.src.layers.normalization import (
+    batch_normalization_v1 as _stock_v1,
+)
+
+_StockV2 = _stock_v2.BatchNormalization
+_StockV1 = _stock_v1.BatchNormalization
+
+
+def stock_batch_norm_classes():
+    """The stock tf_keras BatchNormalization classes: V2, then V1."""
+    return (_StockV2, _StockV1)
+
+
+def builds_static_graphs():
+    """Whether tf_keras runs in TF1 graph mode in this process.
+
+    There, calling a layer adds its behaviour to a graph once and for all
+    (`tf.compat.v1.disable_v2_behavior()`), so a model built with stock
+    layers keeps their behaviour even after its layers change class.
+    """
+    return not tf.compat.v1.executing_eagerly_outside_functions()
+
+
+class _FrozenBatchNormalizationMixin:
+    """What makes a tf_keras BatchNormalization class respect being frozen.
+
+    A layer is frozen when `trainable` is `False` or `freeze_moving_stats`
+    is `True`; a frozen layer normalizes with its moving statistics and
+    leaves them untouched, whatever the learning phase.
+
+    In eager mode and inside `tf.function` the flags are read when the layer
+    is called, as Keras does for `trainable`: a change takes effect once
+    `fit()` traces its step again, after `compile()`. In TF1 graph mode a
+    layer is called once, when the model is built, so the flags live in the
+    graph instead: a boolean variable that their setters assign. It is not
+    one of the layer's weights (saved files and `get_weights()` are those of
+    the stock layer); it is initialized by the tf_keras session and by
+    `tf.compat.v1.local_variables_initializer()`. The functions of a
+    SavedModel are traces, so they keep the flags as they were when saved;
+    `tf_keras.models.load_model` builds the layers again, flag included.
+    """
+
+    def __init__(self, *args, freeze_moving_stats=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.freeze_moving_stats = freeze_moving_stats
+
+    # tf_keras sets `_trainable` directly (`Model.trainable = False` does),
+    # so the graph flag follows that attribute rather than `trainable`.
+    @property
+    def _trainable(self):
+        return self._trainable_value
+
+    @_trainable.setter
+    def _trainable(self, value):
+        self._trainable_value = value
+        self._sync_frozen_flags()
+
+    @property
+    def freeze_moving_stats(self):
+        """Whether the moving statistics are fixed while the layer trains."""
+        return self._freeze_moving_stats
+
+    @freeze_moving_stats.setter
+    def freeze_moving_stats(self, value):
+        if not isinstance(value, bool):
+            raise TypeError(
+                "Expected `freeze_moving_stats` to be a bool. "
+                f"Received: freeze_moving_stats={value!r}"
+            )
+        self._freeze_moving_stats = value
+        self._sync_frozen_flags()
+
+    @property
+    def _frozen(self):
+        return not self._trainable or getattr(
+            self, "_freeze_moving_stats", False
+        )
+
+    @classmethod
+    def _adopt(cls, layer):
+        """Turns a stock `layer` into this class in place, keeping its state.
+
+        Used by `frozen_bn.patch_model`. A layer that TF1 graph mode already
+        called keeps its graph: the model must be built again.
+        """
+        trainable = layer.__dict__.pop("_trainable")
+        layer.__class__ = cls
+        layer._trainable = trainable
+        layer.freeze_moving_stats = False
+
+    def _release(self):
+        """Turns this layer back into the stock class in place."""
+        trainable = self._trainable
+        for name in ("_trainable_value", "_freeze_moving_stats"):
+            self.__dict__.pop(name)
+        self.__dict__.pop("_frozen_flags", None)
+        self.__class__ = self._stock_class
+        self._trainable = trainable
+
+    def _frozen_flag(self):
+        """The graph variable holding `self._frozen` in the current graph."""
+        with tf.init_scope():
+            graph = tf.compat.v1.get_default_graph()
+            flags = self.__dict__.get("_frozen_flags", {})
+            if graph not in flags:
+                flags[graph] = tf.compat.v1.Variable(
+                    self._frozen,
+                    trainable=False,
+                    name=f"{self.name}_frozen",
+                    collections=[tf.compat.v1.GraphKeys.LOCAL_VARIABLES],
+                )
+                _track_variable(flags[graph])
+                # Bypasses tf_keras's tracking: not a weight of the layer.
+                object.__setattr__(self, "_frozen_flags", flags)
+            return flags[graph]
+
+    def _sync_frozen_flags(self):
+        for flag in self.__dict__.get("_frozen_flags", {}).values():
+            tf_keras.backend.set_value(flag, self._frozen)
+
+    def _get_training_value(self, training=None):
+        # Eager calls and function traces (`fit()` traces again after
+        # `compile()`; so does saving) read the flags as they are now.
+        if tf.inside_function() or not builds_static_graphs():
+            if self._frozen:
+                return False
+            return super()._get_training_value(training)
+        if training is None:
+            training = tf_keras.backend.learning_phase()
+        if isinstance(training, (bool, int)) and not training:
+            return training
+        not_frozen = tf.logical_not(self._frozen_flag())
+        if isinstance(training, (bool, int)):
+            return not_frozen
+        return tf.logical_and(tf.cast(training, tf.bool), not_frozen)
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {"freeze_moving_stats": self.freeze_moving_stats}
+        return {**base_config, **config}
+
+
+@tf_keras.saving.register_keras_serializable(package="frozen_bn")
+class BatchNormalization(_FrozenBatchNormalizationMixin, _StockV2):
+    """tf_keras batch normalization that uses its stored statistics when frozen.
+
+    A drop-in replacement for `tf_keras.layers.BatchNormalization` with the
+    contract of `frozen_bn.BatchNormalization`: the layer normalizes with
+    the statistics of the mini-batch, and updates its moving statistics,
+    only when the learning phase is 1 (`training=True`, `fit()`), `trainable`
+    is `True` and `freeze_moving_stats` is `False`. Otherwise it computes
+    `gamma * (x - moving_mean) / sqrt(moving_variance + epsilon) + beta` and
+    leaves the moving statistics bitwise unchanged.
+
+    It holds in eager mode and in TF1 graph mode
+    (`tf.compat.v1.disable_v2_behavior()`), with a dynamic learning phase
+    (`fit()`, `tf_keras.backend.function`) or a static one
+    (`tf_keras.backend.set_learning_phase`), on the fused and non-fused
+    paths, with `virtual_batch_size` and with `renorm`. Changing `trainable`
+    (on the layer or on a model containing it) or `freeze_moving_stats`
+    after the model is built takes effect in `fit()` after `compile()`,
+    without building the model again, also in graph mode.
+
+    Args:
+        freeze_moving_stats: Boolean. If `True`, the layer always normalizes
+            with its moving statistics and never updates them, while `gamma`
+            and `beta` stay trainable (when `trainable` is `True`).
+            Defaults to `False`.
+        *args, **kwargs: The arguments of
+            `tf_keras.layers.BatchNormalization`, with its defaults.
+
+    Example:
+
+    >>> import frozen_bn.tf_keras
+    >>> layer = frozen_bn.tf_keras.BatchNormalization(trainable=False)
+    >>> x = np.random.rand(8, 4).astype("float32")
+    >>> np.allclose(layer(x, training=True), layer(x, training=False))
+    True
+    """
+
+    _stock_class = _StockV2
+
+
+@tf_keras.saving.register_keras_serializable(package="frozen_bn")
+class BatchNormalizationV1(_FrozenBatchNormalizationMixin, _StockV1):
+    """The frozen_bn replacement of tf_keras's V1 BatchNormalization.
+
+    `tf.compat.v1` code and models loaded in TF1 graph mode use the V1
+    class, which normalizes with mini-batch statistics at learning phase 1
+    even when `trainable` is `False`. This class keeps the V1 defaults
+    (`fused=True` where possible) and has the contract of
+    `frozen_bn.tf_keras.BatchNormalization`.
+    """
+
+    _stock_class = _StockV1
+
+
+PATCHED_CLASSES = {
+    _StockV2: BatchNormalization,
+    _StockV1: BatchNormalizationV1,
+}
+
+
+def _clone(model):
+    clone = tf_keras.models.clone_model(model, clone_function=_clone_layer)
+    # A model's own `trainable` flag is in no config; its layers' flags are.
+    clone._trainable = model._trainable
+    return clone
+
+
+def _clone_layer(layer):
+    if isinstance(layer, tf_keras.Model):
+        # tf_keras clones a nested model from its config, which turns stock
+        # V2 layers into V1 ones in graph mode; clone it layer by layer.
+        return _clone(layer)
+    return layer.__class__.from_config(layer.get_config())
+
+
+def copy_model(model):
+    """An independent copy of the tf_keras `model`, with the same weights.
+
+    Every layer keeps its class and `trainable` flag, nested models
+    included.
+    """
+    try:
+        clone = _clone(model)
+    except Exception as error:  # tf_keras raises many types here.
+        raise ValueError(
+            f"Cannot copy `model` of type {type(model).__name__}: tf_keras "
+            "can only clone Functional and Sequential models. Keras said: "
+            f"{error}"
+        ) from error
+    clone.set_weights(model.get_weights())
+    return clone

@@ -1,0 +1,239 @@
+"""Tests for `frozen_bn.tf_keras` in eager mode (TF1 graph mode: graph_mode/).
+
+tf_keras needs TensorFlow, so these run in the tensorflow backend's run.
+"""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+if keras.backend.backend() != "tensorflow":
+    pytest.skip("tf_keras needs TensorFlow", allow_module_level=True)
+tf_keras = pytest.importorskip("tf_keras")
+
+import frozen_bn  # noqa: E402
+from frozen_bn import _walk  # noqa: E402
+from frozen_bn import tf_keras as frozen_tf_keras  # noqa: E402
+from tests.tf_keras_models import (  # noqa: E402
+    BN_CONFIGS,
+    STOCK_V1,
+    STOCK_V2,
+    assert_same_weights,
+    bn_state,
+    conv_net,
+    images,
+    nested_net,
+    targets,
+    weights_of,
+)
+
+OURS = (
+    frozen_tf_keras.BatchNormalization,
+    frozen_tf_keras.BatchNormalizationV1,
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tf_keras_session():
+    tf_keras.backend.clear_session()
+    tf_keras.utils.set_random_seed(1337)
+    yield
+    tf_keras.backend.clear_session()
+
+
+def train_inference_gap(model, x):
+    train = model(x, training=True).numpy()
+    return np.abs(train - model(x, training=False).numpy()).max()
+
+
+def moving_stats(model):
+    bn = model.get_layer("bn")
+    return [bn.moving_mean.numpy(), bn.moving_variance.numpy()]
+
+
+def test_import_frozen_bn_does_not_import_tf_keras():
+    code = "import sys, frozen_bn; print('tf_keras' in sys.modules)"
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    )
+    assert output.stdout.strip() == "False", output.stderr
+
+
+def test_stock_v1_uses_batch_statistics_when_frozen():
+    model = conv_net(STOCK_V1)
+    model.get_layer("bn").trainable = False
+    assert train_inference_gap(model, images()) > 0.1
+
+
+@pytest.mark.parametrize("config", list(BN_CONFIGS), ids=list(BN_CONFIGS))
+@pytest.mark.parametrize("bn_class", OURS, ids=["v2", "v1"])
+def test_frozen_training_output_equals_inference_output(bn_class, config):
+    model = conv_net(bn_class, **BN_CONFIGS[config])
+    model.get_layer("bn").trainable = False
+    assert train_inference_gap(model, images()) == 0
+
+
+@pytest.mark.parametrize("config", list(BN_CONFIGS), ids=list(BN_CONFIGS))
+@pytest.mark.parametrize("bn_class", OURS, ids=["v2", "v1"])
+def test_unfrozen_matches_stock_bitwise(bn_class, config):
+    stock_class = bn_class._stock_class
+    stock = conv_net(stock_class, **BN_CONFIGS[config])
+    ours = conv_net(bn_class, **BN_CONFIGS[config])
+    ours.set_weights(stock.get_weights())
+    x = images()
+    np.testing.assert_array_equal(
+        ours(x, training=True).numpy(), stock(x, training=True).numpy()
+    )
+
+
+@pytest.mark.parametrize("bn_class", OURS, ids=["v2", "v1"])
+def test_fit_leaves_frozen_moving_statistics_bitwise_unchanged(bn_class):
+    model = conv_net(bn_class)
+    model.get_layer("bn").trainable = False
+    before = moving_stats(model)
+    model.compile("sgd", "mse")
+    model.fit(images(), targets(), batch_size=8, epochs=2, verbose=0)
+    for stat, old in zip(moving_stats(model), before, strict=True):
+        np.testing.assert_array_equal(stat, old)
+
+
+def test_freeze_moving_stats_keeps_statistics_and_trains_gamma():
+    model = conv_net(frozen_tf_keras.BatchNormalization)
+    bn = model.get_layer("bn")
+    bn.freeze_moving_stats = True
+    before, gamma = moving_stats(model), bn.gamma.numpy()
+    model.compile("sgd", "mse")
+    model.fit(images(), targets(), batch_size=8, epochs=2, verbose=0)
+    for stat, old in zip(moving_stats(model), before, strict=True):
+        np.testing.assert_array_equal(stat, old)
+    assert not np.array_equal(bn.gamma.numpy(), gamma)
+
+
+def test_trainable_change_after_build_takes_effect_after_compile():
+    model = conv_net(frozen_tf_keras.BatchNormalization)
+    x, y = images(), targets()
+    model.compile("sgd", "mse")
+    model.fit(x, y, batch_size=8, verbose=0)
+    before = moving_stats(model)
+    model.get_layer("bn").trainable = False
+    model.compile("sgd", "mse")
+    model.fit(x, y, batch_size=8, verbose=0)
+    for stat, old in zip(moving_stats(model), before, strict=True):
+        np.testing.assert_array_equal(stat, old)
+    model.trainable = True
+    model.compile("sgd", "mse")
+    model.fit(x, y, batch_size=8, verbose=0)
+    assert not np.array_equal(moving_stats(model)[0], before[0])
+
+
+@pytest.mark.parametrize("value", [1, None, "yes"])
+def test_freeze_moving_stats_must_be_a_bool(value):
+    with pytest.raises(TypeError, match="Received: freeze_moving_stats="):
+        frozen_tf_keras.BatchNormalization(freeze_moving_stats=value)
+
+
+@pytest.mark.parametrize("bn_class", OURS, ids=["v2", "v1"])
+def test_get_config_round_trip(bn_class):
+    layer = bn_class(momentum=0.5, freeze_moving_stats=True, trainable=False)
+    clone = bn_class.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    assert clone.freeze_moving_stats is True
+    assert clone.trainable is False
+
+
+@pytest.mark.parametrize("stock_class", [STOCK_V2, STOCK_V1], ids=["v2", "v1"])
+def test_patch_model_swaps_classes_and_keeps_weights(stock_class):
+    model = nested_net(stock_class)
+    model.get_layer("base").trainable = False
+    before, state = weights_of(model), bn_state(model)
+
+    patched = frozen_bn.patch_model(model)
+
+    assert_same_weights(before, weights_of(model))
+    assert bn_state(model) == state
+    assert_same_weights(before, weights_of(patched))
+    assert patched.get_layer("base").trainable is False
+    ours = frozen_tf_keras.PATCHED_CLASSES[stock_class]
+    assert bn_state(patched) == [(name, ours, t) for name, _, t in state]
+    x = images()
+    np.testing.assert_array_equal(
+        patched(x, training=False).numpy(), model(x, training=False).numpy()
+    )
+    assert train_inference_gap(patched.get_layer("base"), x) == 0
+
+
+def test_unpatch_model_restores_stock_classes():
+    model = nested_net(STOCK_V1)
+    restored = frozen_bn.unpatch_model(frozen_bn.patch_model(model))
+    assert bn_state(restored) == bn_state(model)
+    assert_same_weights(weights_of(model), weights_of(restored))
+    x = images()
+    np.testing.assert_array_equal(
+        restored(x, training=False).numpy(), model(x, training=False).numpy()
+    )
+
+
+def test_patch_model_inplace_returns_the_model():
+    model = conv_net(STOCK_V1)
+    before = weights_of(model)
+    assert frozen_bn.patch_model(model, inplace=True) is model
+    assert type(model.get_layer("bn")) is frozen_tf_keras.BatchNormalizationV1
+    assert_same_weights(before, weights_of(model))
+    frozen_bn.unpatch_model(model, inplace=True)
+    assert type(model.get_layer("bn")) is STOCK_V1
+    assert model.get_layer("bn").trainable is True
+
+
+def test_called_in_inference_mode_freezes_moving_stats():
+    base = tf_keras.Sequential(
+        [tf_keras.Input((8, 8, 3)), STOCK_V2(name="bn")], name="base"
+    )
+    inputs = tf_keras.Input((8, 8, 3))
+    x = base(inputs, training=False)
+    x = STOCK_V2(name="head_bn")(x)
+    model = tf_keras.Model(inputs, x)
+    assert _walk.called_in_inference_mode(model) == [base.layers[0]]
+    patched = frozen_bn.patch_model(model)
+    flags = {
+        layer.name: layer.freeze_moving_stats
+        for layer in _walk.batch_norm_layers(patched)
+    }
+    assert flags == {"bn": True, "head_bn": False}
+
+
+@pytest.mark.parametrize("suffix", [".h5", "_savedmodel"])
+def test_patched_model_saves_and_loads(tmp_path, suffix):
+    model = frozen_bn.patch_model(
+        nested_net(STOCK_V1), freeze_moving_stats=True
+    )
+    model.get_layer("base").trainable = False
+    path = str(tmp_path / f"model{suffix}")
+    model.save(path, save_format="h5" if suffix == ".h5" else "tf")
+    loaded = tf_keras.models.load_model(path)
+    assert bn_state(loaded) == bn_state(model)
+    assert all(
+        layer.freeze_moving_stats for layer in _walk.batch_norm_layers(loaded)
+    )
+    assert_same_weights(weights_of(model), weights_of(loaded))
+    x = images()
+    np.testing.assert_array_equal(
+        loaded(x, training=True).numpy(), model(x, training=True).numpy()
+    )
+
+
+def test_patch_model_rejects_a_subclassed_model():
+    class Net(tf_keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.bn = STOCK_V1()
+
+        def call(self, x):
+            return self.bn(x)
+
+    model = Net()
+    model(images())
+    with pytest.raises(ValueError, match="Cannot copy `model` of type Net"):
+        frozen_bn.patch_model(model)
