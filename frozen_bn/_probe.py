@@ -1,0 +1,288 @@
+"""One pass over data that measures the inputs of BatchNormalization layers.
+
+`measure_inputs` runs a model over data batch by batch and measures, for
+every chosen BN layer at once, the count, mean and population variance of
+that layer's inputs: a single pass, however many layers. Each BN instance's
+`call` is wrapped for the duration of the pass (and restored in a `finally`),
+so layers are reached wherever they live: nested models, Sequential models,
+subclassed models, shared layers (every call counts).
+
+Per batch the wrapper computes the moments over every axis but the layer's
+feature axis, as `keras.ops.moments` defines them; the host combines the
+batches exactly, weighted by their counts, with the parallel update of Chan,
+Golub and LeVeque (1979) in float64. No exponential moving average is
+involved.
+
+The pass is compiled the way `predict()` compiles: a `tf.function` on
+TensorFlow (and for tf_keras models), `jax.jit` of `stateless_call` on JAX,
+eager under `torch.no_grad()` on torch; `model.run_eagerly = True` runs it
+eagerly. Whatever the layers write while the model runs in training mode
+(moving statistics, random seeds) is put back at the end of the pass.
+"""
+
+import dataclasses
+import math
+import sys
+
+import keras
+import numpy as np
+
+from frozen_bn._data import iter_input_batches
+
+
+@dataclasses.dataclass
+class InputStatistics:
+    """Count, mean and population variance of one layer's inputs.
+
+    All three are float64 numpy arrays shaped like the layer's moving mean
+    (the count is per feature because a mask can differ between features).
+    """
+
+    count: np.ndarray
+    mean: np.ndarray
+    variance: np.ndarray
+
+    def merge(self, count, mean, variance):
+        """Adds a batch's moments, weighted by its count (Chan et al.)."""
+        total = self.count + count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            weight = np.where(total > 0, count / total, 0.0)
+        delta = mean - self.mean
+        self.mean = self.mean + delta * weight
+        self.variance = (
+            self.variance * (1.0 - weight)
+            + variance * weight
+            + delta**2 * weight * (1.0 - weight)
+        )
+        self.count = total
+
+
+def is_model(model):
+    """Whether `model` is a Keras 3 or a tf_keras model."""
+    if isinstance(model, keras.Model):
+        return True
+    return _is_tf_keras(model)
+
+
+def _is_tf_keras(model):
+    if "tf_keras" not in sys.modules:
+        return False
+    import tf_keras
+
+    return isinstance(model, tf_keras.Model)
+
+
+def check_verbose(verbose):
+    """`fit()`'s `verbose`: "auto" (same as 1), 0, 1 or 2; returns an int."""
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(
+            'Expected `verbose` to be "auto", 0, 1 or 2. '
+            f"Received: verbose={verbose!r}"
+        )
+    return verbose
+
+
+def measure_inputs(
+    model,
+    data,
+    layers,
+    *,
+    training,
+    batch_statistics=(),
+    batch_size=32,
+    steps=None,
+    verbose="auto",
+):
+    """Measures the inputs of `layers` over one pass of `model` on `data`.
+
+    Args:
+        model: A built Keras 3 or tf_keras model containing `layers`.
+        data: Any form `iter_input_batches` accepts.
+        layers: The BatchNormalization layers to measure.
+        training: The `training` argument the model is called with.
+        batch_statistics: Layers (among `layers`) that must normalize with
+            the statistics of each batch, whether frozen or not: they are
+            made trainable and unfrozen for the pass and called with
+            `training=True`.
+        batch_size: Batch size for array data.
+        steps: If given, stop after this many batches.
+        verbose: As in `fit()`: "auto", 0, 1 or 2.
+
+    Returns:
+        A list of `InputStatistics`, one per layer of `layers`.
+    """
+    verbose = check_verbose(verbose)
+    batches, count = iter_input_batches(
+        data, batch_size=batch_size, steps=steps
+    )
+    shapes = [tuple(layer.moving_mean.shape) for layer in layers]
+    totals = [
+        InputStatistics(*(np.zeros(shape) for _ in range(3)))
+        for shape in shapes
+    ]
+    progbar = keras.utils.Progbar(count, verbose=verbose, unit_name="batch")
+    saved = [(v, to_numpy(v)) for v in model.non_trainable_variables]
+    forced = {id(layer) for layer in batch_statistics}
+    records = {}
+    seen = 0
+    try:
+        for index, layer in enumerate(layers):
+            _intercept(layer, index, id(layer) in forced, records, model)
+        step = _compile(model, training, records)
+        for seen, x in enumerate(batches, start=1):
+            for index, moments in step(_to_tensors(model, x)).items():
+                for batch in moments:
+                    shape = shapes[int(index)]
+                    totals[int(index)].merge(
+                        *(_host(value, shape) for value in batch)
+                    )
+            progbar.update(seen, finalize=False)
+    finally:
+        for layer in layers:
+            _release(layer)
+        for variable, value in saved:
+            variable.assign(value)
+    if seen == 0:
+        raise ValueError(
+            "Expected `data` to yield at least one batch. "
+            f"Received: data={data!r}"
+        )
+    progbar.update(seen, finalize=True)
+    return totals
+
+
+def _intercept(layer, index, force_batch_statistics, records, model):
+    """Wraps `layer.call` so that each call records its input moments."""
+    original = layer.call
+    moments = _tf_moments if _is_tf_keras(model) else _keras_moments
+    saved = {"trainable": layer.trainable}
+    if hasattr(layer, "freeze_moving_stats"):
+        saved["freeze_moving_stats"] = layer.freeze_moving_stats
+
+    def call(inputs, *args, **kwargs):
+        axes = _reduction_axes(layer, len(inputs.shape))
+        records.setdefault(str(index), []).append(
+            moments(inputs, axes, kwargs.get("mask"))
+        )
+        if force_batch_statistics:
+            kwargs["training"] = True
+        return original(inputs, *args, **kwargs)
+
+    layer._frozen_bn_probe = saved
+    if force_batch_statistics:
+        layer.trainable = True
+        if "freeze_moving_stats" in saved:
+            layer.freeze_moving_stats = False
+    layer.call = call
+
+
+def _release(layer):
+    """Undoes `_intercept`: the class's `call` and the saved flags."""
+    saved = layer.__dict__.pop("_frozen_bn_probe", None)
+    if "call" in layer.__dict__:
+        del layer.call
+    for name, value in (saved or {}).items():
+        setattr(layer, name, value)
+
+
+def _reduction_axes(layer, rank):
+    features = (
+        layer.axis if isinstance(layer.axis, list | tuple) else [layer.axis]
+    )
+    features = {axis % rank for axis in features}
+    return [axis for axis in range(rank) if axis not in features]
+
+
+def _keras_moments(inputs, axes, mask):
+    ops = keras.ops
+    inputs = ops.cast(
+        inputs, keras.backend.result_type(inputs.dtype, "float32")
+    )
+    if mask is None:
+        mean, variance = ops.moments(inputs, axes, keepdims=True)
+        count = math.prod(ops.shape(inputs)[axis] for axis in axes)
+        count = ops.cast(ops.convert_to_tensor(count), "float32")
+        return count, mean, variance
+    weights = ops.cast(ops.expand_dims(mask, -1), inputs.dtype)
+    weights = ops.broadcast_to(weights, ops.shape(inputs))
+    count = ops.sum(weights, axes, keepdims=True)
+    safe = ops.maximum(count, 1.0)
+    mean = ops.sum(weights * inputs, axes, keepdims=True) / safe
+    deviations = ops.square(inputs - mean) * weights
+    return count, mean, ops.sum(deviations, axes, keepdims=True) / safe
+
+
+def _tf_moments(inputs, axes, mask):
+    import tensorflow as tf
+
+    inputs = tf.cast(inputs, tf.float32)
+    if mask is None:
+        mean, variance = tf.nn.moments(inputs, axes, keepdims=True)
+        count = tf.reduce_prod(tf.gather(tf.shape(inputs), axes))
+        return tf.cast(count, tf.float32), mean, variance
+    weights = tf.cast(tf.expand_dims(mask, -1), tf.float32)
+    weights = tf.broadcast_to(weights, tf.shape(inputs))
+    count = tf.reduce_sum(weights, axes, keepdims=True)
+    mean, variance = tf.nn.weighted_moments(
+        inputs, axes, weights, keepdims=True
+    )
+    return count, mean, variance
+
+
+def _compile(model, training, records):
+    """The per-batch step: inputs in, `records` of that batch out."""
+
+    def run(x):
+        records.clear()
+        model(x, training=training)
+        return {index: list(calls) for index, calls in records.items()}
+
+    if getattr(model, "run_eagerly", False):
+        return run
+    if _is_tf_keras(model) or keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(run, reduce_retracing=True)
+    if keras.backend.backend() == "jax":
+        return _jax_step(model, training, records)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()(run)
+    return run
+
+
+def _jax_step(model, training, records):
+    import jax
+
+    def run(trainable, non_trainable, x):
+        records.clear()
+        model.stateless_call(trainable, non_trainable, x, training=training)
+        return {index: list(calls) for index, calls in records.items()}
+
+    compiled = jax.jit(run)
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    return lambda x: compiled(trainable, non_trainable, x)
+
+
+def _to_tensors(model, x):
+    if _is_tf_keras(model):
+        return x
+    return keras.tree.map_structure(keras.ops.convert_to_tensor, x)
+
+
+def to_numpy(value):
+    if hasattr(value, "numpy") and not isinstance(value, keras.Variable):
+        return np.asarray(value.numpy())  # tf_keras variables, tf tensors
+    return keras.ops.convert_to_numpy(value)
+
+
+def _host(value, shape):
+    """A batch moment as a float64 array of the layer's parameter shape."""
+    value = to_numpy(value).astype("float64")
+    if value.size == 1:
+        return np.full(shape, value.item())
+    return value.reshape(shape)

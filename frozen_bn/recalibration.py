@@ -1,0 +1,140 @@
+"""Re-estimates BatchNormalization statistics on new data (AdaBN/PreciseBN)."""
+
+import reprlib
+
+import numpy as np
+
+from frozen_bn import _probe
+from frozen_bn._walk import batch_norm_layers
+
+
+def recalibrate(
+    model, data, *, steps=None, layers=None, batch_size=32, verbose="auto"
+):
+    """Sets BN moving statistics to the exact statistics of new data.
+
+    Transfer learning assumes that the new data looks, to every
+    BatchNormalization layer, like the data its moving statistics were
+    recorded on; nothing guarantees it. `recalibrate` makes it true: one pass
+    over `data` measures the inputs of the chosen layers, and each layer's
+    `moving_mean` and `moving_variance` are set to the mean and population
+    variance of its inputs over the whole of `data`. This is AdaBN
+    (re-estimating the statistics on the target domain) computed the
+    PreciseBN way: per batch, the moments of `keras.ops.moments`; across
+    batches, the exact combination weighted by batch size (in float64), not
+    an exponential moving average, so an uneven last batch counts for what
+    it holds.
+
+    During the pass the model runs in training mode, normalizing as `fit()`
+    would, with one deliberate exception: every chosen layer normalizes with
+    the statistics of the current batch, even if it is frozen. A chosen
+    layer's moving statistics are about to be replaced by the population
+    statistics of its inputs, and the batch statistics are the per-batch
+    estimate of exactly those; normalizing with the old, stale statistics
+    would feed the layers above inputs they will never see once the new
+    statistics are in place. This is how PreciseBN estimates population
+    statistics: all layers in training mode in one pass, rather than a pass
+    per layer with the layers below already recalibrated; Wu and Johnson
+    show that the two agree closely for reasonable batch sizes. Layers that
+    are not chosen normalize as `fit()` would: batch statistics if they
+    train, moving statistics if frozen. Dropout and other training-mode
+    layers are active, as in `fit()`.
+
+    Nothing else changes: the pass writes no moving statistic (whatever the
+    layers write while in training mode is put back, random seeds
+    included), only the final assignment does; every other weight stays
+    bitwise the same, and `trainable` and `freeze_moving_stats` flags are
+    restored. Frozen layers are recalibrated like any other and stay frozen.
+
+    Args:
+        model: A built `keras.Model` (or tf_keras Model).
+        data: A numpy array (or a list/dict of them for a multi-input
+            model), an `(x, y)` or `(x, y, sample_weight)` tuple of those, a
+            `tf.data.Dataset`, a `keras.utils.PyDataset`, or any iterable
+            (e.g. a generator) of batches. Only the model inputs are used.
+        steps: If given, the pass stops after this many batches.
+        layers: The BatchNormalization layers to recalibrate, as layers or
+            layer names; `None` (default) for every BN layer in `model`,
+            nested models included.
+        batch_size: Batch size used to slice arrays; ignored for forms that
+            are already batched. Batch statistics are noisier for small
+            batches, which matters for the layers above.
+        verbose: `"auto"`, 0, 1 or 2, as in `fit()`: `"auto"` and 1 show a
+            progress bar, 2 one line at the end, 0 nothing.
+
+    Returns:
+        `model`, with its moving statistics set in place.
+
+    Reference:
+    - [Li et al., 2016](https://arxiv.org/abs/1603.04779) (AdaBN).
+    - [Wu and Johnson, 2021](https://arxiv.org/abs/2105.07576) (PreciseBN,
+      "Rethinking 'Batch' in BatchNorm").
+
+    Example:
+
+    >>> base = keras.applications.ResNet50(weights="imagenet")
+    >>> frozen_bn.recalibrate(base, new_images, steps=100)
+    """
+    if not _probe.is_model(model):
+        raise TypeError(
+            "Expected `model` to be a keras.Model (or a tf_keras Model). "
+            f"Received: model={reprlib.repr(model)} of type "
+            f"{type(model).__name__}"
+        )
+    if not model.built:
+        raise ValueError(
+            f"`model` ({model.name!r}) is not built yet, so it has no "
+            "statistics to recalibrate. Build it first, e.g. by calling it "
+            "on a batch of data."
+        )
+    chosen = _chosen_layers(model, layers)
+    statistics = _probe.measure_inputs(
+        model,
+        data,
+        chosen,
+        training=True,
+        batch_statistics=chosen,
+        batch_size=batch_size,
+        steps=steps,
+        verbose=verbose,
+    )
+    for layer, measured in zip(chosen, statistics, strict=True):
+        _assign(layer.moving_mean, measured.mean)
+        _assign(layer.moving_variance, measured.variance)
+    return model
+
+
+def _chosen_layers(model, layers):
+    found = batch_norm_layers(model)
+    if layers is None:
+        chosen = found
+    else:
+        by_name = {layer.name: layer for layer in found}
+        by_id = {id(layer): layer for layer in found}
+        if isinstance(layers, str) or not hasattr(layers, "__iter__"):
+            layers = [layers]
+        chosen = []
+        for layer in layers:
+            match = by_name.get(layer) if isinstance(layer, str) else None
+            match = match or by_id.get(id(layer))
+            if match is None:
+                raise ValueError(
+                    "Expected `layers` to hold BatchNormalization layers of "
+                    "`model` (or their names). Received: "
+                    f"layers={reprlib.repr(layers)}, where {layer!r} is not "
+                    f"one. The model's BN layers: {sorted(by_name)}"
+                )
+            chosen.append(match)
+    for layer in chosen:
+        if getattr(layer, "renorm", False):
+            raise ValueError(
+                "`recalibrate` does not support batch renormalization: "
+                f"layer {layer.name!r} has renorm=True, whose extra "
+                "statistics would no longer match. Pass `layers` without it."
+            )
+    return list({id(layer): layer for layer in chosen}.values())
+
+
+def _assign(variable, value):
+    dtype = _probe.to_numpy(variable).dtype
+    variable.assign(np.asarray(value, dtype=dtype))
