@@ -50,7 +50,8 @@ def batch_norm_layers(model):
     return [layer for layer in iter_layers(model) if isinstance(layer, classes)]
 
 
-def _graph_nodes(model):
+def graph_nodes(model):
+    """The nodes of a Functional model's graph; none for other models."""
     nodes_by_depth = getattr(model, "_nodes_by_depth", None) or {}
     return [node for nodes in nodes_by_depth.values() for node in nodes]
 
@@ -62,7 +63,8 @@ def _recorded_kwargs(node):
     return getattr(node, "call_kwargs", None) or {}  # tf_keras
 
 
-def _node_layer(node):
+def node_layer(node):
+    """The layer (or nested model) a graph node calls."""
     return getattr(node, "operation", None) or getattr(node, "layer", None)
 
 
@@ -79,9 +81,9 @@ def called_in_inference_mode(model):
     """
     marked = set()
     for graph in (model, *iter_layers(model)):
-        for node in _graph_nodes(graph):
+        for node in graph_nodes(graph):
             if _recorded_kwargs(node).get("training") is False:
-                called = _node_layer(node)
+                called = node_layer(node)
                 marked.add(id(called))
                 marked.update(id(layer) for layer in iter_layers(called))
     return [layer for layer in batch_norm_layers(model) if id(layer) in marked]

@@ -99,6 +99,20 @@ def _run_unpatch(args):
     return EXIT_OK
 
 
+def _run_fold(args):
+    from frozen_bn.folding import fold_batch_norms
+
+    model = load_model_file(args.input)
+    try:
+        folded, report = fold_batch_norms(model)
+    except ValueError as error:
+        raise UsageError(f"cannot fold {args.input}: {error}") from error
+    save_model_file(folded, args.output)
+    print(report.to_text())
+    print(f"folded {args.input} -> {args.output}")
+    return EXIT_OK
+
+
 COMMANDS = [
     Command(
         "patch",
@@ -111,6 +125,12 @@ COMMANDS = [
         "swap the stock BatchNormalization back into a saved model",
         _add_in_out,
         _run_unpatch,
+    ),
+    Command(
+        "fold",
+        "fold BatchNormalization layers into the layers before them",
+        _add_in_out,
+        _run_fold,
     ),
 ]
 
