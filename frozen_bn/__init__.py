@@ -1,9 +1,11 @@
 """Keras BatchNormalization that behaves correctly during transfer learning."""
 
+from frozen_bn.caching import cache_features
 from frozen_bn.folding import FoldReport, fold_batch_norms
 from frozen_bn.layers import BatchNormalization
 from frozen_bn.patching import patch_model, unpatch_model
 from frozen_bn.recalibration import recalibrate
+from frozen_bn.splitting import cut_points, join, split_model
 
 __version__ = "0.1.0"
 
@@ -11,8 +13,12 @@ __all__ = [
     "BatchNormalization",
     "FoldReport",
     "__version__",
+    "cache_features",
+    "cut_points",
     "fold_batch_norms",
+    "join",
     "patch_model",
     "recalibrate",
+    "split_model",
     "unpatch_model",
 ]

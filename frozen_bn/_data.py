@@ -34,6 +34,18 @@ def _known_length(data, batch_size):
     return length if length >= 0 else None
 
 
+def check_verbose(verbose):
+    """`fit()`'s `verbose`: "auto" (same as 1), 0, 1 or 2; returns an int."""
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(
+            'Expected `verbose` to be "auto", 0, 1 or 2. '
+            f"Received: verbose={verbose!r}"
+        )
+    return verbose
+
+
 def iter_input_batches(data, *, batch_size=32, steps=None):
     """Yields the model inputs of each batch in `data`.
 

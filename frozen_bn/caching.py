@@ -1,0 +1,167 @@
+"""Runs a frozen base over data once and keeps its outputs for training."""
+
+import os
+
+import keras
+import numpy as np
+
+from frozen_bn._data import check_verbose, iter_input_batches
+
+
+def cache_features(base, data, *, batch_size=32, path=None, verbose="auto"):
+    """Runs `base` once over `data` in inference mode and keeps its outputs.
+
+    Pair it with `split_model`: train the head on the returned features
+    instead of running the frozen base in every epoch. Batches go through
+    `base.predict_on_batch`, so the features equal `base.predict(x)` with the
+    same batch size.
+
+    Only the model inputs of `data` are used. The features come out in the
+    order `data` yields its batches, so keep the labels in the same order
+    (don't cache a shuffling dataset).
+
+    With `path`, features are written batch by batch to `.npy` files in that
+    directory and returned as read-only `numpy.memmap`s, so they may be
+    larger than memory: `features_0.npy` for the base's first output,
+    `features_1.npy` for its second, and so on. The files belong to the
+    caller: they stay after the call (reopen them later with
+    `numpy.load(file, mmap_mode="r")`) until the caller deletes them, e.g.
+    `shutil.rmtree(path)` once the returned arrays are no longer used. If
+    caching fails part way, the files written so far are removed.
+
+    Args:
+        base: A `keras.Model`, e.g. the base returned by `split_model`.
+        data: A numpy array (or a list/dict of them for a multi-input
+            model), an `(x, y)` or `(x, y, sample_weight)` tuple of those, a
+            `tf.data.Dataset`, a `keras.utils.PyDataset`, or any iterable
+            (e.g. a generator) of batches.
+        batch_size: Batch size used to slice arrays; ignored for forms that
+            are already batched.
+        path: `None` to keep the features in memory, or a directory (made
+            if missing) for memory-mapped `.npy` files.
+        verbose: `"auto"`, 0, 1 or 2, as in `fit()`: `"auto"` and 1 show a
+            progress bar, 2 one line at the end, 0 nothing.
+
+    Returns:
+        A numpy array (or `numpy.memmap`) of features with one row per
+        sample, or a list of them if `base` has several outputs.
+
+    Example:
+
+    >>> base, head = frozen_bn.split_model(model, "conv4_block6_out")
+    >>> features = frozen_bn.cache_features(base, (images, labels))
+    >>> head.fit(features, labels, epochs=10)
+    """
+    if not isinstance(base, keras.Model):
+        raise TypeError(
+            f"Expected `base` to be a keras.Model. Received: base={base!r}"
+        )
+    progbar_verbose = check_verbose(verbose)
+    batches, count = iter_input_batches(data, batch_size=batch_size)
+    progbar = keras.utils.Progbar(count, verbose=progbar_verbose)
+    sink = _MemorySink() if path is None else _FileSink(path)
+    with sink:
+        for step, batch in enumerate(batches, start=1):
+            outputs = keras.tree.flatten(base.predict_on_batch(batch))
+            sink.add([np.asarray(output) for output in outputs])
+            progbar.update(step, finalize=False)
+        if sink.empty:
+            raise ValueError(
+                f"`data` yielded no batches. Received: data={data!r}"
+            )
+        progbar.update(step, finalize=True)
+        features = sink.result()
+    return features[0] if len(features) == 1 else features
+
+
+class _MemorySink:
+    """Collects batches in memory and concatenates them at the end."""
+
+    def __init__(self):
+        self.parts = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        return False
+
+    @property
+    def empty(self):
+        return self.parts is None
+
+    def add(self, outputs):
+        if self.parts is None:
+            self.parts = [[] for _ in outputs]
+        for parts, output in zip(self.parts, outputs, strict=True):
+            parts.append(output)
+
+    def result(self):
+        return [np.concatenate(parts) for parts in self.parts]
+
+
+class _FileSink:
+    """Streams batches into `.npy` files, one per base output.
+
+    Each file starts with a header for zero rows; once the row count is
+    known, the header is rewritten in place (numpy leaves room in it for the
+    row count to grow) and the file is opened as a memmap.
+    """
+
+    def __init__(self, path):
+        self.directory = os.fspath(path)
+        self.files = None
+        self.samples = None  # An empty slice of each output: dtype, shape.
+        self.header_sizes = None
+        self.rows = 0
+
+    def __enter__(self):
+        os.makedirs(self.directory, exist_ok=True)
+        return self
+
+    def __exit__(self, error_type, *error):
+        for file in self.files or ():
+            file.close()
+            if error_type is not None:
+                os.remove(file.name)
+        return False
+
+    @property
+    def empty(self):
+        return self.files is None
+
+    def add(self, outputs):
+        if self.files is None:
+            self.samples = [output[:0] for output in outputs]
+            self.files = [self._open(index) for index in range(len(outputs))]
+            for file, sample in zip(self.files, self.samples, strict=True):
+                _write_header(file, sample, rows=0)
+            self.header_sizes = [file.tell() for file in self.files]
+        for file, output in zip(self.files, outputs, strict=True):
+            file.write(np.ascontiguousarray(output).tobytes())
+        self.rows += len(outputs[0])
+
+    def _open(self, index):
+        name = os.path.join(self.directory, f"features_{index}.npy")
+        return open(name, "wb")  # noqa: SIM115  (closed in __exit__)
+
+    def result(self):
+        sizes = zip(self.files, self.samples, self.header_sizes, strict=True)
+        for file, sample, size in sizes:
+            file.seek(0)
+            _write_header(file, sample, rows=self.rows)
+            if file.tell() != size:  # numpy reserves room; never expected.
+                raise RuntimeError(
+                    f"Could not finish the header of {file.name}"
+                )
+            file.close()
+        return [np.load(file.name, mmap_mode="r") for file in self.files]
+
+
+def _write_header(file, sample, rows):
+    header = {
+        "descr": np.lib.format.dtype_to_descr(sample.dtype),
+        "fortran_order": False,
+        "shape": (rows, *sample.shape[1:]),
+    }
+    np.lib.format.write_array_header_1_0(file, header)
