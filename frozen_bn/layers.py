@@ -2,6 +2,8 @@
 
 import keras
 
+from frozen_bn import _replicas
+
 
 @keras.saving.register_keras_serializable(package="frozen_bn")
 class BatchNormalization(keras.layers.BatchNormalization):
@@ -63,6 +65,15 @@ class BatchNormalization(keras.layers.BatchNormalization):
     `freeze_moving_stats` lets the statistics stay frozen while `gamma` and
     `beta` train, which `trainable` alone cannot express.
 
+    **Multiple devices.** Under a `tf.distribute` strategy, a layer that
+    updates its moving statistics then sets each replica's copy to the mean
+    of the copies, so that they stay equal (Keras 3's stock layer lets each
+    replica keep its own); with `synchronized=True` the batch statistics,
+    hence the copies, agree already. A frozen layer never computes batch
+    statistics, so it makes no cross-replica call, synchronized or not.
+    Under `keras.distribution.DataParallel` (JAX) the batch statistics are
+    those of the global batch.
+
     Example:
 
     >>> layer = frozen_bn.BatchNormalization(freeze_moving_stats=True)
@@ -110,7 +121,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
         if self.freeze_moving_stats:
             training = False
         # The stock layer already reads `training and self.trainable`.
-        return super().call(inputs, training=training, mask=mask)
+        outputs = super().call(inputs, training=training, mask=mask)
+        if training and self.trainable and not self.synchronized:
+            # Keras 3 lets each tf.distribute replica keep its own moving
+            # statistics; a synchronized layer's copies agree already.
+            _replicas.average_over_replicas(self.non_trainable_variables)
+        return outputs
 
     def get_config(self):
         base_config = super().get_config()

@@ -1,5 +1,6 @@
 """Swapping frozen_bn's BatchNormalization into loaded models, and back."""
 
+import contextlib
 import dataclasses
 import reprlib
 import sys
@@ -26,9 +27,20 @@ class _Flavor:
     rebuild: Callable | None = None
 
 
+def _distribution_scope(model):
+    """The scope a copy of `model` must be made in to be distributed alike."""
+    # On TensorFlow a model remembers the tf.distribute strategy it was made
+    # under (the default one if none); its copy's variables must be too.
+    strategy = getattr(model, "distribute_strategy", None)
+    return (
+        strategy.scope() if strategy is not None else contextlib.nullcontext()
+    )
+
+
 def _copy_keras_model(model):
     try:
-        clone = keras.models.clone_model(model, recursive=True)
+        with _distribution_scope(model):
+            clone = keras.models.clone_model(model, recursive=True)
     except Exception as error:  # Keras raises many types here.
         raise ValueError(
             f"Cannot copy `model` of type {type(model).__name__}: Keras can "

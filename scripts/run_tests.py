@@ -1,10 +1,11 @@
-"""Runs the whole test suite: once per Keras backend, plus tf_keras graph mode.
+"""Runs the whole test suite: once per Keras backend, plus separate processes.
 
 Usage: python scripts/run_tests.py [SUITE ...] [-- PYTEST_ARGS ...]
 
-Each suite runs in its own process (a backend, or TF1 graph mode, is chosen
-once per process) and prints its own pytest summary; a table of all suites
-closes the output. The exit code is 0 only if every suite passed.
+Each suite runs in its own process (a backend, TF1 graph mode, or a set of
+devices is chosen once per process) and prints its own pytest summary; a
+table of all suites closes the output. The exit code is 0 only if every
+suite passed.
 """
 
 import os
@@ -13,20 +14,41 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Tests that switch TensorFlow to TF1 graph mode for their whole process.
+# Tests that set up their whole process (TF1 graph mode, two devices): each
+# directory runs only as its own suite, never in the per-backend runs.
 GRAPH_MODE_TESTS = "tests/graph_mode"
+MULTI_DEVICE_TF_TESTS = "tests/multi_device_tf"
+MULTI_DEVICE_JAX_TESTS = "tests/multi_device_jax"
+SEPARATE_PROCESS_TESTS = (
+    GRAPH_MODE_TESTS,
+    MULTI_DEVICE_TF_TESTS,
+    MULTI_DEVICE_JAX_TESTS,
+)
 SUITES = {
     "tensorflow": ({"KERAS_BACKEND": "tensorflow"}, ["tests"]),
     "jax": ({"KERAS_BACKEND": "jax"}, ["tests"]),
     "torch": ({"KERAS_BACKEND": "torch"}, ["tests"]),
     "tf_keras-graph": ({"KERAS_BACKEND": "tensorflow"}, [GRAPH_MODE_TESTS]),
+    "multi-device-tf": (
+        {"KERAS_BACKEND": "tensorflow"},
+        [MULTI_DEVICE_TF_TESTS],
+    ),
+    "multi-device-jax": (
+        {
+            "KERAS_BACKEND": "jax",
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        },
+        [MULTI_DEVICE_JAX_TESTS],
+    ),
 }
 
 
 def run_suite(name, pytest_args):
     env_update, paths = SUITES[name]
-    if GRAPH_MODE_TESTS not in paths:
-        paths = [*paths, f"--ignore={GRAPH_MODE_TESTS}"]
+    paths = [
+        *paths,
+        *(f"--ignore={d}" for d in SEPARATE_PROCESS_TESTS if d not in paths),
+    ]
     env = {**os.environ, **env_update}
     command = [sys.executable, "-m", "pytest", *paths, *pytest_args]
     print(f"\n===== {name}: {' '.join(command)}", flush=True)

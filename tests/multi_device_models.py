@@ -1,0 +1,103 @@
+"""A small transfer-learning model and data shared by the multi-device tests.
+
+The model follows the seed protocol: a pretrained `base` (here: random
+weights and non-trivial BN statistics) called with `training=False`, and a
+new classification head on top.
+"""
+
+import keras
+import numpy as np
+
+from frozen_bn import _walk
+
+CLASSES = 3
+
+
+def images(count=32, seed=0):
+    """Inputs whose statistics are far from the initial moving ones."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((count, 8, 8, 3)) * 3 + 2).astype("float32")
+
+
+def labels(count=32, seed=0):
+    return np.random.default_rng(seed).integers(0, CLASSES, count)
+
+
+def transfer_model(**bn_config):
+    """A head on a nested `base` of two conv/BN blocks; returns both."""
+    base_inputs = keras.Input((8, 8, 3))
+    x = base_inputs
+    for name in ("a", "b"):
+        x = keras.layers.Conv2D(4, 3, padding="same", name=f"{name}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"{name}_bn", **bn_config)(x)
+        x = keras.layers.ReLU()(x)
+    base = keras.Model(base_inputs, x, name="base")
+    randomize_statistics(base)
+    inputs = keras.Input((8, 8, 3))
+    x = base(inputs, training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(CLASSES, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="transfer"), base
+
+
+def randomize_statistics(model, seed=0):
+    """Gives every BN non-trivial moving statistics."""
+    rng = np.random.default_rng(seed)
+    for layer in _walk.batch_norm_layers(model):
+        shape = layer.moving_mean.shape
+        layer.moving_mean.assign(rng.uniform(-0.5, 0.5, shape))
+        layer.moving_variance.assign(rng.uniform(0.5, 1.5, shape))
+
+
+def statistics_variables(model):
+    """The moving statistics of every BN layer in `model`, in model order."""
+    return [
+        variable
+        for layer in _walk.batch_norm_layers(model)
+        for variable in (layer.moving_mean, layer.moving_variance)
+    ]
+
+
+def bn_first_model(momentum, **bn_config):
+    """A BN on the raw inputs, so its batch statistics are the data's."""
+    inputs = keras.Input((4,))
+    bn = keras.layers.BatchNormalization(momentum=momentum, **bn_config)
+    outputs = keras.layers.Dense(1)(bn(inputs))
+    return keras.Model(inputs, outputs), bn
+
+
+def shifted_halves(count=16, seed=0):
+    """Inputs whose two halves (one per replica) differ in statistics."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((count, 4)).astype("float32")
+    x[count // 2 :] = x[count // 2 :] * 3 + 5
+    return x
+
+
+def assert_reports_close(report, expected):
+    """Two `DiagnosisReport`s agree: verdict, per-layer findings, figures."""
+    assert (report.samples, report.task, report.flagged) == (
+        expected.samples,
+        expected.task,
+        expected.flagged,
+    )
+    np.testing.assert_allclose(report.output_gap, expected.output_gap, 1e-4)
+    for metrics, reference in (
+        (report.inference, expected.inference),
+        (report.training, expected.training),
+    ):
+        assert metrics.keys() == reference.keys()
+        for key, value in metrics.items():
+            np.testing.assert_allclose(value, reference[key], 1e-4, 1e-6)
+    for got, want in zip(report.layers, expected.layers, strict=True):
+        assert (got.name, got.under_fit, got.drifted, got.at_risk) == (
+            want.name,
+            want.under_fit,
+            want.drifted,
+            want.at_risk,
+        )
+        np.testing.assert_allclose(
+            [got.mean_shift, got.variance_ratio],
+            [want.mean_shift, want.variance_ratio],
+            rtol=1e-4,
+        )
