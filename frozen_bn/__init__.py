@@ -1,6 +1,7 @@
 """Keras BatchNormalization that behaves correctly during transfer learning."""
 
 from frozen_bn.caching import cache_features
+from frozen_bn.diagnostics import DiagnosisReport, diagnose
 from frozen_bn.folding import FoldReport, fold_batch_norms
 from frozen_bn.layers import BatchNormalization
 from frozen_bn.patching import patch_model, unpatch_model
@@ -11,10 +12,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchNormalization",
+    "DiagnosisReport",
     "FoldReport",
     "__version__",
     "cache_features",
     "cut_points",
+    "diagnose",
     "fold_batch_norms",
     "join",
     "patch_model",

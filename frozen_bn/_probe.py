@@ -94,6 +94,7 @@ def measure_inputs(
     batch_size=32,
     steps=None,
     verbose="auto",
+    return_outputs=False,
 ):
     """Measures the inputs of `layers` over one pass of `model` on `data`.
 
@@ -109,9 +110,12 @@ def measure_inputs(
         batch_size: Batch size for array data.
         steps: If given, stop after this many batches.
         verbose: As in `fit()`: "auto", 0, 1 or 2.
+        return_outputs: Whether to also return the model's outputs.
 
     Returns:
-        A list of `InputStatistics`, one per layer of `layers`.
+        A list of `InputStatistics`, one per layer of `layers`; with
+        `return_outputs`, a pair of that list and the model's outputs over
+        all of `data` (numpy, with the structure of the model's outputs).
     """
     verbose = check_verbose(verbose)
     batches, count = iter_input_batches(
@@ -126,13 +130,19 @@ def measure_inputs(
     saved = [(v, to_numpy(v)) for v in model.non_trainable_variables]
     forced = {id(layer) for layer in batch_statistics}
     records = {}
+    outputs = []
     seen = 0
     try:
         for index, layer in enumerate(layers):
             _intercept(layer, index, id(layer) in forced, records, model)
         step = _compile(model, training, records)
         for seen, x in enumerate(batches, start=1):
-            for index, moments in step(_to_tensors(model, x)).items():
+            batch_outputs, batch_records = step(_to_tensors(model, x))
+            if return_outputs:
+                outputs.append(
+                    keras.tree.map_structure(to_numpy, batch_outputs)
+                )
+            for index, moments in batch_records.items():
                 for batch in moments:
                     shape = shapes[int(index)]
                     totals[int(index)].merge(
@@ -150,6 +160,8 @@ def measure_inputs(
             f"Received: data={data!r}"
         )
     progbar.update(seen, finalize=True)
+    if return_outputs:
+        return totals, _concatenate(outputs)
     return totals
 
 
@@ -236,8 +248,8 @@ def _compile(model, training, records):
 
     def run(x):
         records.clear()
-        model(x, training=training)
-        return {index: list(calls) for index, calls in records.items()}
+        outputs = model(x, training=training)
+        return outputs, {index: list(calls) for index, calls in records.items()}
 
     if getattr(model, "run_eagerly", False):
         return run
@@ -259,13 +271,22 @@ def _jax_step(model, training, records):
 
     def run(trainable, non_trainable, x):
         records.clear()
-        model.stateless_call(trainable, non_trainable, x, training=training)
-        return {index: list(calls) for index, calls in records.items()}
+        outputs, _ = model.stateless_call(
+            trainable, non_trainable, x, training=training
+        )
+        return outputs, {index: list(calls) for index, calls in records.items()}
 
     compiled = jax.jit(run)
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
     return lambda x: compiled(trainable, non_trainable, x)
+
+
+def _concatenate(batches):
+    """Joins per-batch numpy outputs along the batch axis."""
+    return keras.tree.map_structure(
+        lambda *parts: np.concatenate(parts), *batches
+    )
 
 
 def _to_tensors(model, x):

@@ -113,6 +113,115 @@ def _run_fold(args):
     return EXIT_OK
 
 
+def _add_inspect_arguments(parser):
+    parser.add_argument(
+        "model", metavar="MODEL", help="model file (.keras or .h5)"
+    )
+
+
+def _run_inspect(args):
+    from frozen_bn import diagnostics
+
+    model = load_model_file(args.model)
+    behaviours = diagnostics.fit_behaviours(model)
+    rows = [
+        (
+            layer.name,
+            diagnostics.class_label(layer),
+            str(layer.trainable),
+            str(getattr(layer, "freeze_moving_stats", "-")),
+            behaviour,
+        )
+        for layer, behaviour in behaviours
+    ]
+    header = ("layer", "class", "trainable", "freeze", "under fit()")
+    print(f"{args.model}: {len(rows)} BatchNormalization layers")
+    if rows:
+        print("\n".join(diagnostics.format_table(header, rows)))
+    return EXIT_OK
+
+
+def _add_diagnose_arguments(parser):
+    parser.add_argument(
+        "model", metavar="MODEL", help="model file (.keras or .h5)"
+    )
+    parser.add_argument(
+        "data", metavar="DATA", help="a .npz file holding the model inputs"
+    )
+    parser.add_argument(
+        "--inputs",
+        metavar="KEY",
+        help="the array of DATA holding the inputs (default: 'x', or the "
+        "only array that is not the labels)",
+    )
+    parser.add_argument(
+        "--labels", metavar="KEY", help="the array of DATA holding the labels"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="batch size (default: 32)"
+    )
+    parser.add_argument(
+        "--plot", metavar="PNG", help="also save the report's plot there"
+    )
+
+
+def _load_arrays(args):
+    """The inputs and labels named by `args` in the .npz file `args.data`."""
+    import numpy as np
+
+    if not os.path.isfile(args.data):
+        raise UsageError(f"no such data file: {args.data}")
+    try:
+        with np.load(args.data, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception as error:  # numpy raises many types for bad files.
+        raise UsageError(
+            f"cannot read data file {args.data}: {error}"
+        ) from error
+    candidates = [key for key in arrays if key != args.labels]
+    key = args.inputs or ("x" if "x" in arrays else None)
+    if key is None and len(candidates) == 1:
+        key = candidates[0]
+    for name, wanted in (("--inputs", key), ("--labels", args.labels)):
+        if wanted is not None and wanted not in arrays:
+            raise UsageError(
+                f"{args.data} has no array {wanted!r} ({name}); it holds: "
+                f"{', '.join(sorted(arrays))}"
+            )
+    if key is None:
+        raise UsageError(
+            f"{args.data} holds several arrays ({', '.join(sorted(arrays))}): "
+            "name the inputs with --inputs"
+        )
+    return arrays[key], arrays.get(args.labels)
+
+
+def _run_diagnose(args):
+    from frozen_bn.diagnostics import diagnose
+
+    if args.plot and not args.plot.endswith(".png"):
+        raise UsageError(f"expected a .png plot path, got: {args.plot}")
+    model = load_model_file(args.model)
+    x, y = _load_arrays(args)
+    try:
+        report = diagnose(model, x, y, batch_size=args.batch_size, verbose=0)
+    except (TypeError, ValueError) as error:
+        raise UsageError(
+            f"cannot diagnose {args.model} on {args.data}: {error}"
+        ) from error
+    print(report.to_text())
+    if args.plot:
+        try:
+            figure = report.plot()
+        except ImportError as error:
+            raise UsageError(
+                "--plot needs matplotlib: pip install 'frozen_bn[plot]'"
+            ) from error
+        figure.savefig(args.plot, dpi=120)
+        print(f"plot saved to {args.plot}")
+    return EXIT_OK
+
+
 COMMANDS = [
     Command(
         "patch",
@@ -131,6 +240,18 @@ COMMANDS = [
         "fold BatchNormalization layers into the layers before them",
         _add_in_out,
         _run_fold,
+    ),
+    Command(
+        "inspect",
+        "list every BatchNormalization layer and how fit() will run it",
+        _add_inspect_arguments,
+        _run_inspect,
+    ),
+    Command(
+        "diagnose",
+        "detect out-of-scale BatchNormalization statistics on data (.npz)",
+        _add_diagnose_arguments,
+        _run_diagnose,
     ),
 ]
 
