@@ -22,12 +22,12 @@ eagerly. Whatever the layers write while the model runs in training mode
 
 import dataclasses
 import math
-import sys
 
 import keras
 import numpy as np
 
-from frozen_bn._data import iter_input_batches
+from frozen_bn._checks import is_tf_keras_model as _is_tf_keras
+from frozen_bn._data import check_verbose, iter_input_batches
 
 
 @dataclasses.dataclass
@@ -55,33 +55,6 @@ class InputStatistics:
             + delta**2 * weight * (1.0 - weight)
         )
         self.count = total
-
-
-def is_model(model):
-    """Whether `model` is a Keras 3 or a tf_keras model."""
-    if isinstance(model, keras.Model):
-        return True
-    return _is_tf_keras(model)
-
-
-def _is_tf_keras(model):
-    if "tf_keras" not in sys.modules:
-        return False
-    import tf_keras
-
-    return isinstance(model, tf_keras.Model)
-
-
-def check_verbose(verbose):
-    """`fit()`'s `verbose`: "auto" (same as 1), 0, 1 or 2; returns an int."""
-    if verbose == "auto":
-        return 1
-    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
-        raise ValueError(
-            'Expected `verbose` to be "auto", 0, 1 or 2. '
-            f"Received: verbose={verbose!r}"
-        )
-    return verbose
 
 
 def measure_inputs(

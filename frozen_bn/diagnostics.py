@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from frozen_bn import _probe
+from frozen_bn._checks import check_model
 from frozen_bn._walk import (
     batch_norm_layers,
     called_in_inference_mode,
@@ -328,7 +329,7 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
     >>> print(report.to_text())
     >>> report.plot().savefig("diagnosis.png")
     """
-    _check_model(model)
+    check_model(model)
     samples = _check_inputs(model, x)
     labels = None if y is None else _check_labels(y, samples)
     behaviours = fit_behaviours(model)
@@ -374,20 +375,6 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
         )
     _judge(report)
     return report
-
-
-def _check_model(model):
-    if not _probe.is_model(model):
-        raise TypeError(
-            "Expected `model` to be a keras.Model (or a tf_keras Model). "
-            f"Received: model={reprlib.repr(model)} of type "
-            f"{type(model).__name__}"
-        )
-    if not model.built:
-        raise ValueError(
-            f"`model` ({model.name!r}) is not built yet. Build it first, "
-            "e.g. by calling it on a batch of data."
-        )
 
 
 def _check_inputs(model, x):

@@ -5,6 +5,16 @@ import keras
 from frozen_bn import _replicas
 
 
+def check_freeze_moving_stats(value):
+    """Returns `value` if it is a bool; raises a `TypeError` otherwise."""
+    if not isinstance(value, bool):
+        raise TypeError(
+            "Expected `freeze_moving_stats` to be a bool. "
+            f"Received: freeze_moving_stats={value!r}"
+        )
+    return value
+
+
 @keras.saving.register_keras_serializable(package="frozen_bn")
 class BatchNormalization(keras.layers.BatchNormalization):
     """Batch normalization that uses its stored statistics whenever frozen.
@@ -93,12 +103,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     @freeze_moving_stats.setter
     def freeze_moving_stats(self, value):
-        if not isinstance(value, bool):
-            raise TypeError(
-                "Expected `freeze_moving_stats` to be a bool. "
-                f"Received: freeze_moving_stats={value!r}"
-            )
-        self._freeze_moving_stats = value
+        self._freeze_moving_stats = check_freeze_moving_stats(value)
 
     @classmethod
     def _adopt(cls, layer):

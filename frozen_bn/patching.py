@@ -3,13 +3,13 @@
 import contextlib
 import dataclasses
 import reprlib
-import sys
 import warnings
 from collections.abc import Callable
 
 import keras
 
 from frozen_bn import _walk
+from frozen_bn._checks import check_model
 from frozen_bn.layers import BatchNormalization
 
 
@@ -60,38 +60,21 @@ def _copy_keras_model(model):
 
 
 def _flavor_of(model):
+    """The flavor of a model that `check_model` accepted."""
     if isinstance(model, keras.Model):
         return _Flavor(
             {keras.layers.BatchNormalization: BatchNormalization},
             _copy_keras_model,
         )
-    if "tf_keras" in sys.modules:
-        import tf_keras
+    from frozen_bn import tf_keras as frozen_tf_keras
 
-        if isinstance(model, tf_keras.Model):
-            from frozen_bn import tf_keras as frozen_tf_keras
-
-            return _Flavor(
-                frozen_tf_keras.PATCHED_CLASSES,
-                frozen_tf_keras.copy_model,
-                frozen_tf_keras.copy_model
-                if frozen_tf_keras.builds_static_graphs()
-                else None,
-            )
-    raise TypeError(
-        "Expected `model` to be a keras.Model (or a tf_keras Model). "
-        f"Received: model={reprlib.repr(model)} of type {type(model).__name__}"
+    return _Flavor(
+        frozen_tf_keras.PATCHED_CLASSES,
+        frozen_tf_keras.copy_model,
+        frozen_tf_keras.copy_model
+        if frozen_tf_keras.builds_static_graphs()
+        else None,
     )
-
-
-def _check_built(model):
-    if not model.built:
-        raise ValueError(
-            f"`model` ({model.name!r}) is not built yet, so it has no "
-            "weights to patch. Build it first: call it on a batch of data, "
-            "call `model.build(input_shape)`, or start a Sequential model "
-            "with `keras.Input(shape)`."
-        )
 
 
 def _freeze_rule(freeze_moving_stats, bn_names):
@@ -198,8 +181,8 @@ def patch_model(model, *, freeze_moving_stats=None, inplace=False):
     >>> base = frozen_bn.patch_model(base)
     >>> base.trainable = False  # now truly frozen, also under fit()
     """
+    check_model(model)
     flavor = _flavor_of(model)
-    _check_built(model)
     _check_inplace(flavor, inplace)
     bn_names = [layer.name for layer in _walk.batch_norm_layers(model)]
     rule = _freeze_rule(freeze_moving_stats, bn_names)
@@ -253,8 +236,8 @@ def unpatch_model(model, *, inplace=False):
     Returns:
         The unpatched model.
     """
+    check_model(model)
     flavor = _flavor_of(model)
-    _check_built(model)
     _check_inplace(flavor, inplace)
     target = model if inplace else flavor.copy_model(model)
     ours = tuple(flavor.patched_classes.values())

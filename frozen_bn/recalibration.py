@@ -5,6 +5,7 @@ import reprlib
 import numpy as np
 
 from frozen_bn import _probe
+from frozen_bn._checks import check_model
 from frozen_bn._walk import batch_norm_layers
 
 
@@ -75,18 +76,7 @@ def recalibrate(
     >>> base = keras.applications.ResNet50(weights="imagenet")
     >>> frozen_bn.recalibrate(base, new_images, steps=100)
     """
-    if not _probe.is_model(model):
-        raise TypeError(
-            "Expected `model` to be a keras.Model (or a tf_keras Model). "
-            f"Received: model={reprlib.repr(model)} of type "
-            f"{type(model).__name__}"
-        )
-    if not model.built:
-        raise ValueError(
-            f"`model` ({model.name!r}) is not built yet, so it has no "
-            "statistics to recalibrate. Build it first, e.g. by calling it "
-            "on a batch of data."
-        )
+    check_model(model)
     chosen = _chosen_layers(model, layers)
     statistics = _probe.measure_inputs(
         model,

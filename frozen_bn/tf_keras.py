@@ -19,6 +19,8 @@ from tf_keras.src.layers.normalization import (
     batch_normalization_v1 as _stock_v1,
 )
 
+from frozen_bn.layers import check_freeze_moving_stats
+
 _StockV2 = _stock_v2.BatchNormalization
 _StockV1 = _stock_v1.BatchNormalization
 
@@ -79,12 +81,7 @@ class _FrozenBatchNormalizationMixin:
 
     @freeze_moving_stats.setter
     def freeze_moving_stats(self, value):
-        if not isinstance(value, bool):
-            raise TypeError(
-                "Expected `freeze_moving_stats` to be a bool. "
-                f"Received: freeze_moving_stats={value!r}"
-            )
-        self._freeze_moving_stats = value
+        self._freeze_moving_stats = check_freeze_moving_stats(value)
         self._sync_frozen_flags()
 
     @property
