@@ -12,7 +12,7 @@ $(VENV)/.installed: setup.py pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) examples/quickstart.py
+	$(PY) -m frozen_bn demo
 
 test: $(VENV)/.installed
 	$(PY) scripts/run_tests.py
