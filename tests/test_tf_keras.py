@@ -237,3 +237,31 @@ def test_patch_model_rejects_a_subclassed_model():
     model(images())
     with pytest.raises(ValueError, match="Cannot copy `model` of type Net"):
         frozen_bn.patch_model(model)
+
+
+@pytest.mark.parametrize(
+    "bn_class",
+    [STOCK_V2, STOCK_V1, frozen_tf_keras.BatchNormalization],
+    ids=["stock_v2", "stock_v1", "frozen_bn"],
+)
+def test_recalibrate_sets_population_statistics(bn_class):
+    model = conv_net(bn_class, fused=False)
+    bn = model.get_layer("bn")
+    bn.trainable = False
+    x = images(count=21)  # 8 + 8 + an uneven 5
+    conv = tf_keras.Model(model.inputs, model.get_layer("conv").output)
+    bn_inputs = conv.predict(x, verbose=0).astype("float64")
+    others = [w.numpy() for w in model.weights if "moving" not in w.name]
+
+    frozen_bn.recalibrate(model, x, batch_size=8, verbose=0)
+
+    np.testing.assert_allclose(
+        bn.moving_mean.numpy(), bn_inputs.mean(axis=(0, 1, 2)), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        bn.moving_variance.numpy(), bn_inputs.var(axis=(0, 1, 2)), rtol=1e-4
+    )
+    after = [w.numpy() for w in model.weights if "moving" not in w.name]
+    for old, new in zip(others, after, strict=True):
+        np.testing.assert_array_equal(new, old)
+    assert bn.trainable is False
