@@ -18,22 +18,24 @@ one program over the global batch, whose statistics are global.
 import keras
 
 
-def average_over_replicas(variables):
-    """Sets each of `variables` to its mean over the replicas in sync.
+def average_over_replicas(layer):
+    """Sets each of `layer`'s non-trainable variables to its replica mean.
 
     Does nothing (and adds nothing to the graph) outside a replica context
-    of a `tf.distribute` strategy with more than one replica in sync.
+    of a `tf.distribute` strategy with more than one replica in sync, so it
+    costs nothing on one device or on other backends.
 
     Args:
-        variables: A list of `keras.Variable`s that every replica updates.
+        layer: A layer whose non-trainable variables every replica updates.
     """
-    if not variables or keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() != "tensorflow":
         return
     import tensorflow as tf
 
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return
+    variables = layer.non_trainable_variables
     values = [keras.ops.convert_to_tensor(v) for v in variables]
     means = context.all_reduce(tf.distribute.ReduceOp.MEAN, values)
     for variable, mean in zip(variables, means, strict=True):

@@ -130,7 +130,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         if training and self.trainable and not self.synchronized:
             # Keras 3 lets each tf.distribute replica keep its own moving
             # statistics; a synchronized layer's copies agree already.
-            _replicas.average_over_replicas(self.non_trainable_variables)
+            _replicas.average_over_replicas(self)
         return outputs
 
     def get_config(self):
