@@ -26,7 +26,7 @@ EXTRAS["dev"] = EXTRAS["all"] + [
     "h5py>=3.10",
     "hypothesis>=6.100",
     "pytest>=8",
-    "ruff>=0.6",
+    "ruff==0.17.6",  # pinned: CI lint must not drift
 ]
 
 setup(
