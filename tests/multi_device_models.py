@@ -101,3 +101,48 @@ def assert_reports_close(report, expected):
             [want.mean_shift, want.variance_ratio],
             rtol=1e-4,
         )
+
+
+def check_recalibrate_matches_one_device(scope, copies_of):
+    """`recalibrate` in `scope` writes the single-device statistics to every
+    copy of them; `copies_of(variable)` lists a variable's per-device values.
+    """
+    import frozen_bn
+
+    x = images(count=40)
+    reference, _ = transfer_model()
+    with scope:
+        model, _ = transfer_model()
+        model.set_weights(reference.get_weights())
+        frozen_bn.recalibrate(model, x, batch_size=16, verbose=0)
+    frozen_bn.recalibrate(reference, x, batch_size=16, verbose=0)
+    for variable, expected in zip(
+        statistics_variables(model),
+        statistics_variables(reference),
+        strict=True,
+    ):
+        first, *others = copies_of(variable)
+        for other in others:
+            np.testing.assert_array_equal(other, first)
+        np.testing.assert_allclose(
+            first, keras.ops.convert_to_numpy(expected), rtol=1e-5, atol=1e-6
+        )
+
+
+def check_diagnose_matches_one_device(scope, assert_copies_hold):
+    """`diagnose` in `scope` reports what it reports on one device and
+    writes nothing: `assert_copies_hold(variables, values)` checks every
+    device's copy.
+    """
+    import frozen_bn
+
+    x, y = images(count=40), labels(count=40)
+    reference, _ = transfer_model()
+    with scope:
+        model, _ = transfer_model()
+        model.set_weights(reference.get_weights())
+        before = [keras.ops.convert_to_numpy(v) for v in model.weights]
+        report = frozen_bn.diagnose(model, x, y, batch_size=16, verbose=0)
+    expected = frozen_bn.diagnose(reference, x, y, batch_size=16, verbose=0)
+    assert_reports_close(report, expected)
+    assert_copies_hold(model.weights, before)

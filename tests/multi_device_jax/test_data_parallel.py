@@ -9,8 +9,9 @@ from frozen_bn import _walk
 from tests.conftest import to_numpy
 from tests.multi_device_jax.conftest import DEVICE_COUNT, device_values
 from tests.multi_device_models import (
-    assert_reports_close,
     bn_first_model,
+    check_diagnose_matches_one_device,
+    check_recalibrate_matches_one_device,
     images,
     labels,
     shifted_halves,
@@ -139,33 +140,8 @@ def test_one_step_updates_statistics_with_the_global_batch(distribution):
 
 
 def test_recalibrate_matches_one_device(distribution):
-    x = images(count=40)
-    reference, _ = transfer_model()
-    with distribution.scope():
-        model, _ = transfer_model()
-        model.set_weights(reference.get_weights())
-        frozen_bn.recalibrate(model, x, batch_size=16, verbose=0)
-    frozen_bn.recalibrate(reference, x, batch_size=16, verbose=0)
-    for variable, expected in zip(
-        statistics_variables(model),
-        statistics_variables(reference),
-        strict=True,
-    ):
-        first, second = device_values(variable)
-        np.testing.assert_array_equal(first, second)
-        np.testing.assert_allclose(
-            first, to_numpy(expected), rtol=1e-5, atol=1e-6
-        )
+    check_recalibrate_matches_one_device(distribution.scope(), device_values)
 
 
 def test_diagnose_matches_one_device_and_writes_nothing(distribution):
-    x, y = images(count=40), labels(count=40)
-    reference, _ = transfer_model()
-    with distribution.scope():
-        model, _ = transfer_model()
-        model.set_weights(reference.get_weights())
-        before = [to_numpy(v) for v in model.weights]
-        report = frozen_bn.diagnose(model, x, y, batch_size=16, verbose=0)
-    expected = frozen_bn.diagnose(reference, x, y, batch_size=16, verbose=0)
-    assert_reports_close(report, expected)
-    assert_devices_hold(model.weights, before)
+    check_diagnose_matches_one_device(distribution.scope(), assert_devices_hold)

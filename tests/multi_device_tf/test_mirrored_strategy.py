@@ -11,8 +11,9 @@ import frozen_bn
 from frozen_bn import _walk
 from tests.conftest import to_numpy
 from tests.multi_device_models import (
-    assert_reports_close,
     bn_first_model,
+    check_diagnose_matches_one_device,
+    check_recalibrate_matches_one_device,
     images,
     labels,
     shifted_halves,
@@ -262,33 +263,8 @@ def test_training_layer_reduces_across_replicas(strategy, synchronized):
 
 
 def test_recalibrate_in_scope_matches_one_device(strategy):
-    x = images(count=40)
-    reference, _ = transfer_model()
-    with strategy.scope():
-        model, _ = transfer_model()
-    model.set_weights(reference.get_weights())
-    frozen_bn.recalibrate(reference, x, batch_size=16, verbose=0)
-    frozen_bn.recalibrate(model, x, batch_size=16, verbose=0)
-    for variable, expected in zip(
-        statistics_variables(model),
-        statistics_variables(reference),
-        strict=True,
-    ):
-        first, second = replica_values(variable)
-        np.testing.assert_array_equal(first, second)
-        np.testing.assert_allclose(
-            first, to_numpy(expected), rtol=1e-5, atol=1e-6
-        )
+    check_recalibrate_matches_one_device(strategy.scope(), replica_values)
 
 
 def test_diagnose_in_scope_matches_one_device_and_writes_nothing(strategy):
-    x, y = images(count=40), labels(count=40)
-    reference, _ = transfer_model()
-    with strategy.scope():
-        model, _ = transfer_model()
-    model.set_weights(reference.get_weights())
-    before = [to_numpy(v) for v in model.weights]
-    report = frozen_bn.diagnose(model, x, y, batch_size=16, verbose=0)
-    expected = frozen_bn.diagnose(reference, x, y, batch_size=16, verbose=0)
-    assert_reports_close(report, expected)
-    assert_replicas_hold(model.weights, before)
+    check_diagnose_matches_one_device(strategy.scope(), assert_replicas_hold)
