@@ -21,11 +21,11 @@ eagerly. Whatever the layers write while the model runs in training mode
 """
 
 import dataclasses
-import math
 
 import keras
 import numpy as np
 
+from frozen_bn import _moments
 from frozen_bn._checks import is_tf_keras_model as _is_tf_keras
 from frozen_bn._data import check_verbose, iter_input_batches
 
@@ -76,10 +76,10 @@ def measure_inputs(
         data: Any form `iter_input_batches` accepts.
         layers: The BatchNormalization layers to measure.
         training: The `training` argument the model is called with.
-        batch_statistics: Layers (among `layers`) that must normalize with
-            the statistics of each batch, whether frozen or not: they are
-            made trainable and unfrozen for the pass and called with
-            `training=True`.
+        batch_statistics: Layers (among `layers`) that normalize with the
+            statistics of each batch, as in training mode, whether they are
+            frozen or not; their moving statistics are neither used nor
+            updated.
         batch_size: Batch size for array data.
         steps: If given, stop after this many batches.
         verbose: As in `fit()`: "auto", 0, 1 or 2.
@@ -139,81 +139,32 @@ def measure_inputs(
 
 
 def _intercept(layer, index, force_batch_statistics, records, model):
-    """Wraps `layer.call` so that each call records its input moments."""
+    """Wraps `layer.call` so that each call records its input moments.
+
+    A layer in `force_batch_statistics` normalizes with the moments it
+    records, as in training mode, instead of running its own `call`, which
+    would measure them a second time and update its moving statistics.
+    """
     original = layer.call
-    moments = _tf_moments if _is_tf_keras(model) else _keras_moments
-    saved = {"trainable": layer.trainable}
-    if hasattr(layer, "freeze_moving_stats"):
-        saved["freeze_moving_stats"] = layer.freeze_moving_stats
+    moments, normalize = _moments.for_model(model)
 
     def call(inputs, *args, **kwargs):
-        axes = _reduction_axes(layer, len(inputs.shape))
-        records.setdefault(str(index), []).append(
-            moments(inputs, axes, kwargs.get("mask"))
-        )
+        mask = kwargs.get("mask")
         if force_batch_statistics:
-            kwargs["training"] = True
-        return original(inputs, *args, **kwargs)
+            outputs, measured = normalize(layer, inputs, mask)
+        else:
+            measured = moments(layer, inputs, mask)
+            outputs = original(inputs, *args, **kwargs)
+        records.setdefault(str(index), []).append(measured)
+        return outputs
 
-    layer._frozen_bn_probe = saved
-    if force_batch_statistics:
-        layer.trainable = True
-        if "freeze_moving_stats" in saved:
-            layer.freeze_moving_stats = False
     layer.call = call
 
 
 def _release(layer):
-    """Undoes `_intercept`: the class's `call` and the saved flags."""
-    saved = layer.__dict__.pop("_frozen_bn_probe", None)
+    """Undoes `_intercept`: the class's `call` is the layer's again."""
     if "call" in layer.__dict__:
         del layer.call
-    for name, value in (saved or {}).items():
-        setattr(layer, name, value)
-
-
-def _reduction_axes(layer, rank):
-    features = (
-        layer.axis if isinstance(layer.axis, list | tuple) else [layer.axis]
-    )
-    features = {axis % rank for axis in features}
-    return [axis for axis in range(rank) if axis not in features]
-
-
-def _keras_moments(inputs, axes, mask):
-    ops = keras.ops
-    inputs = ops.cast(
-        inputs, keras.backend.result_type(inputs.dtype, "float32")
-    )
-    if mask is None:
-        mean, variance = ops.moments(inputs, axes, keepdims=True)
-        count = math.prod(ops.shape(inputs)[axis] for axis in axes)
-        count = ops.cast(ops.convert_to_tensor(count), "float32")
-        return count, mean, variance
-    weights = ops.cast(ops.expand_dims(mask, -1), inputs.dtype)
-    weights = ops.broadcast_to(weights, ops.shape(inputs))
-    count = ops.sum(weights, axes, keepdims=True)
-    safe = ops.maximum(count, 1.0)
-    mean = ops.sum(weights * inputs, axes, keepdims=True) / safe
-    deviations = ops.square(inputs - mean) * weights
-    return count, mean, ops.sum(deviations, axes, keepdims=True) / safe
-
-
-def _tf_moments(inputs, axes, mask):
-    import tensorflow as tf
-
-    inputs = tf.cast(inputs, tf.float32)
-    if mask is None:
-        mean, variance = tf.nn.moments(inputs, axes, keepdims=True)
-        count = tf.reduce_prod(tf.gather(tf.shape(inputs), axes))
-        return tf.cast(count, tf.float32), mean, variance
-    weights = tf.cast(tf.expand_dims(mask, -1), tf.float32)
-    weights = tf.broadcast_to(weights, tf.shape(inputs))
-    count = tf.reduce_sum(weights, axes, keepdims=True)
-    mean, variance = tf.nn.weighted_moments(
-        inputs, axes, weights, keepdims=True
-    )
-    return count, mean, variance
 
 
 def _compile(model, training, records):

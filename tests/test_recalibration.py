@@ -70,7 +70,9 @@ def reference_statistics(model, x, batch_size=32):
     statistics = []
     for layer, value in zip(layers, outputs, strict=True):
         value = value.astype("float64")
-        axes = tuple(a for a in range(value.ndim) if a != layer.axis % 4)
+        axes = tuple(
+            a for a in range(value.ndim) if a != layer.axis % value.ndim
+        )
         statistics.append((value.mean(axes), value.var(axes)))
     return statistics
 
@@ -199,6 +201,38 @@ def test_data_forms_give_the_arrays_statistics(form):
     model = conv_model()
     expected = reference_statistics(model, x, batch_size=16)
     frozen_bn.recalibrate(model, data, batch_size=16, verbose=0)
+    assert_statistics_close(moving_statistics(model), expected)
+
+
+@pytest.mark.parametrize(
+    "shape, options",
+    [
+        ((6,), {}),
+        ((5, 6), {}),
+        ((6, 5), {"axis": 1}),
+        ((4, 4, 6), {}),
+        ((6, 4, 4), {"axis": 1}),
+        ((3, 3, 3, 6), {}),
+        ((6, 3, 3, 3), {"axis": 1}),
+        ((4, 4, 6), {"scale": False, "center": False}),
+        ((4, 4, 6), {"epsilon": 1e-6}),
+    ],
+)
+def test_every_layout_normalizes_with_batch_statistics(shape, options):
+    # The frozen first BN must normalize with each batch's statistics (its
+    # gamma and beta included): the second BN measures what it outputs.
+    rng = np.random.default_rng(8)
+    inputs = keras.Input(shape)
+    first = keras.layers.BatchNormalization(name="first", **options)
+    x = keras.layers.ReLU()(first(inputs))
+    second = keras.layers.BatchNormalization(axis=first.axis, name="second")
+    model = keras.Model(inputs, second(x))
+    for weight in first.trainable_weights:
+        weight.assign(rng.normal(0.5, 1.0, weight.shape))
+    first.trainable = False
+    x = rng.normal(2.0, 3.0, (40, *shape)).astype("float32")
+    expected = reference_statistics(model, x, batch_size=16)
+    frozen_bn.recalibrate(model, x, batch_size=16, verbose=0)
     assert_statistics_close(moving_statistics(model), expected)
 
 
