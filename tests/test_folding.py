@@ -1,5 +1,6 @@
 """Tests for `frozen_bn.fold_batch_norms` and the `frozen-bn fold` command."""
 
+import functools
 import json
 import zipfile
 
@@ -74,7 +75,12 @@ def single_layer_net(layer, input_shape, bn_axis=-1, bn_class=None):
 APPLICATIONS = ["ResNet50", "MobileNetV2", "EfficientNetB0", "DenseNet121"]
 
 
-def application(name):
+@functools.cache
+def folded_application(name):
+    """An application with random statistics, its snapshot, fold and report.
+
+    Built and folded once per name: the tests below only read them.
+    """
     builder = getattr(keras.applications, name)
     model = builder(
         weights=None,
@@ -82,17 +88,17 @@ def application(name):
         classes=10,
         classifier_activation=None,
     )
-    return randomize_batch_norms(model)
+    model = randomize_batch_norms(model)
+    before = snapshot(model)
+    folded, report = frozen_bn.fold_batch_norms(model)
+    return model, before, folded, report
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", APPLICATIONS)
 def test_applications_predict_like_the_original(name):
-    model = application(name)
+    model, _, folded, report = folded_application(name)
     bns = _walk.batch_norm_layers(model)
-
-    folded, report = frozen_bn.fold_batch_norms(model)
-
     assert report.folded
     assert len(report.folded) + len(report.kept) == len(bns)
     assert len(_walk.batch_norm_layers(folded)) == len(report.kept)
@@ -103,17 +109,15 @@ def test_applications_predict_like_the_original(name):
 @pytest.mark.parametrize("name", ["ResNet50", "MobileNetV2"])
 def test_applications_fold_every_batch_norm(name):
     # In these architectures every BN directly follows a convolution.
-    model = application(name)
-    folded, report = frozen_bn.fold_batch_norms(model)
+    _, _, folded, report = folded_application(name)
     assert report.kept == ()
     assert _walk.batch_norm_layers(folded) == []
 
 
 @pytest.mark.slow
-def test_original_is_untouched():
-    model = application("MobileNetV2")
-    before = snapshot(model)
-    frozen_bn.fold_batch_norms(model)
+@pytest.mark.parametrize("name", APPLICATIONS)
+def test_original_is_untouched(name):
+    model, before, _, _ = folded_application(name)
     after = snapshot(model)
     assert_weights_bitwise_equal(before[0], after[0])
     assert before[1] == after[1]
