@@ -15,6 +15,11 @@ def is_tf_keras_model(model):
     return isinstance(model, tf_keras.Model)
 
 
+def runs_on_tensorflow(model):
+    """Whether `model` runs TF ops: a tf_keras model, or Keras 3 on TF."""
+    return is_tf_keras_model(model) or keras.backend.backend() == "tensorflow"
+
+
 def check_model(model):
     """Raises unless `model` is a built Keras 3 or tf_keras model."""
     if not (isinstance(model, keras.Model) or is_tf_keras_model(model)):

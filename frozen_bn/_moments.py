@@ -23,7 +23,7 @@ import math
 
 import keras
 
-from frozen_bn._checks import is_tf_keras_model
+from frozen_bn._checks import runs_on_tensorflow
 
 # TensorFlow's fused kernel raises smaller epsilons to this value.
 _FUSED_MIN_EPSILON = 1.001e-5
@@ -31,7 +31,7 @@ _FUSED_MIN_EPSILON = 1.001e-5
 
 def for_model(model):
     """The `(moments, normalize)` pair for the layers of `model`."""
-    if is_tf_keras_model(model) or keras.backend.backend() == "tensorflow":
+    if runs_on_tensorflow(model):
         return _tf_moments, _tf_normalize
     return _keras_moments, _keras_normalize
 
@@ -115,7 +115,7 @@ def _tf_normalize(layer, inputs, mask):
             layer.epsilon,
         )
     else:
-        features = inputs.shape[_feature_axes(layer, len(inputs.shape))[0]]
+        features = inputs.shape[data_format.index("C")]
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             tf.cast(inputs, tf.float32),
             _tf_weight(layer.gamma, [features], 1.0),

@@ -8,10 +8,10 @@ so layers are reached wherever they live: nested models, Sequential models,
 subclassed models, shared layers (every call counts).
 
 Per batch the wrapper computes the moments over every axis but the layer's
-feature axis, as `keras.ops.moments` defines them; the host combines the
-batches exactly, weighted by their counts, with the parallel update of Chan,
-Golub and LeVeque (1979) in float64. No exponential moving average is
-involved.
+feature axis, as `keras.ops.moments` defines them (see `_moments`); the host
+combines the batches exactly, weighted by their counts, with the parallel
+update of Chan, Golub and LeVeque (1979) in float64. No exponential moving
+average is involved.
 
 The pass is compiled the way `predict()` compiles: a `tf.function` on
 TensorFlow (and for tf_keras models), `jax.jit` of `stateless_call` on JAX,
@@ -27,6 +27,7 @@ import numpy as np
 
 from frozen_bn import _moments
 from frozen_bn._checks import is_tf_keras_model as _is_tf_keras
+from frozen_bn._checks import runs_on_tensorflow
 from frozen_bn._data import check_verbose, iter_input_batches
 
 
@@ -177,7 +178,7 @@ def _compile(model, training, records):
 
     if getattr(model, "run_eagerly", False):
         return run
-    if _is_tf_keras(model) or keras.backend.backend() == "tensorflow":
+    if runs_on_tensorflow(model):
         import tensorflow as tf
 
         return tf.function(run, reduce_retracing=True)
