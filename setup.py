@@ -25,6 +25,7 @@ EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 EXTRAS["dev"] = EXTRAS["all"] + [
     "h5py>=3.10",
     "hypothesis>=6.100",
+    "keras-hub==0.32.0",  # pinned: its image backbones are test fixtures
     "pytest>=8",
     "ruff==0.17.6",  # pinned: CI lint must not drift
 ]
