@@ -3,9 +3,10 @@
 Works for Keras 3 and tf_keras models alike. Keras has no public API for a
 model's nested layers or for the arguments recorded in its graph, so the
 private attributes this needs are read here and nowhere else:
-`_flatten_layers` (both Kerases), `_nodes_by_depth` (Functional models), and
-a node's recorded keyword arguments (`node.arguments.kwargs` in Keras 3,
-`node.call_kwargs` in tf_keras).
+`_flatten_layers` (both Kerases), `_nodes_by_depth` (Functional models), a
+node's recorded keyword arguments (`node.arguments.kwargs` in Keras 3,
+`node.call_kwargs` in tf_keras) and the class behind `keras.Model(inputs,
+outputs)`.
 """
 
 import sys
@@ -51,16 +52,13 @@ def batch_norm_layers(model):
 
 
 def graph_nodes(model):
-    """The nodes of a Functional model's graph; none for other models."""
+    """The nodes of a Functional model's graph, in the order they run."""
     nodes_by_depth = getattr(model, "_nodes_by_depth", None) or {}
-    return [node for nodes in nodes_by_depth.values() for node in nodes]
-
-
-def _recorded_kwargs(node):
-    arguments = getattr(node, "arguments", None)
-    if arguments is not None:  # Keras 3
-        return arguments.kwargs
-    return getattr(node, "call_kwargs", None) or {}  # tf_keras
+    return [
+        node
+        for depth in sorted(nodes_by_depth, reverse=True)
+        for node in nodes_by_depth[depth]
+    ]
 
 
 def node_layer(node):
@@ -68,22 +66,104 @@ def node_layer(node):
     return getattr(node, "operation", None) or getattr(node, "layer", None)
 
 
+def recorded_training(node):
+    """The `training` argument the graph passes at `node`, or `None`."""
+    arguments = getattr(node, "arguments", None)
+    if arguments is not None:  # Keras 3
+        return arguments.kwargs.get("training")
+    return (getattr(node, "call_kwargs", None) or {}).get("training")
+
+
+def forget_recorded_training(node):
+    """Makes the graph pass no `training` argument at a Keras 3 `node`."""
+    node.arguments.kwargs.pop("training", None)
+
+
+def inference_calls(model):
+    """`(node, callee)` for each call with `training=False` in `model`.
+
+    Every graph inside `model` counts: the model's own and those of nested
+    Functional models, e.g. the Keras transfer-learning guide's
+    `base_model(x, training=False)`.
+    """
+    return [
+        (node, node_layer(node))
+        for graph in (model, *iter_layers(model))
+        for node in graph_nodes(graph)
+        if recorded_training(node) is False
+    ]
+
+
 def called_in_inference_mode(model):
     """BN layers that the recorded graph calls with `training=False`.
 
-    A layer counts when a graph inside `model` (the model's own or a nested
-    Functional model's) calls it with `training=False`, or calls a nested
-    model containing it that way: the Keras transfer-learning guide's
-    `base_model(x, training=False)`.
+    A layer counts when a graph inside `model` calls it, or a nested model
+    containing it, with `training=False` (see `inference_calls`).
 
     Returns:
         A list of layers, in model order.
     """
     marked = set()
-    for graph in (model, *iter_layers(model)):
-        for node in graph_nodes(graph):
-            if _recorded_kwargs(node).get("training") is False:
-                called = node_layer(node)
-                marked.add(id(called))
-                marked.update(id(layer) for layer in iter_layers(called))
+    for _, called in inference_calls(model):
+        marked.add(id(called))
+        marked.update(id(layer) for layer in iter_layers(called))
     return [layer for layer in batch_norm_layers(model) if id(layer) in marked]
+
+
+def calls_in_order(model):
+    """`(layer, recorded training)` for each call a forward pass makes.
+
+    In the order a Keras 3 forward pass of `model` calls its layers: a
+    Functional graph node by node, a nested model's own calls right after
+    the call of the model, and the layers of any other model or layer in
+    the order it tracks them (their calls are not recorded, so their
+    `training` argument is `None` here).
+    """
+    nodes = [
+        node
+        for node in graph_nodes(model)
+        if node_layer(node) is not None and not node.is_input
+    ]
+    if nodes:
+        calls = [(node_layer(node), recorded_training(node)) for node in nodes]
+    else:
+        calls = [
+            (child, None)
+            for child in model._flatten_layers(
+                include_self=False, recursive=False
+            )
+        ]
+    for layer, training in calls:
+        yield layer, training
+        yield from calls_in_order(layer)
+
+
+def layers_built_in_code(model):
+    """The layers of `model` that loading it would create by running code.
+
+    A Functional or Sequential model saves the class and config of each of
+    its layers. Any other model or layer (a keras-hub backbone, a custom
+    block, a subclassed model) saves its own constructor arguments, and its
+    constructor creates its layers again on loading.
+    """
+    found = []
+
+    def visit(container, built_in_code):
+        built_in_code = built_in_code or not _saves_its_layers(container)
+        for child in container._flatten_layers(
+            include_self=False, recursive=False
+        ):
+            if built_in_code:
+                found.append(child)
+            visit(child, built_in_code)
+
+    visit(model, False)
+    return found
+
+
+def _saves_its_layers(container):
+    # Keras has no public name for the class of `keras.Model(inputs, ...)`.
+    from keras.src.models.functional import Functional
+
+    original = getattr(type(container), "original_class", type(container))
+    return original in (Functional, keras.Sequential)

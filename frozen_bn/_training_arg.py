@@ -1,0 +1,98 @@
+"""How the installed Keras 3 treats a `training` argument recorded in a graph.
+
+The Keras transfer-learning guide calls a nested model with
+`base(x, training=False)`. What `fit()` then does with that recorded value
+changed between releases, and frozen_bn's advice depends on it:
+
+- Keras 3.0 to 3.15 override it: `fit()` runs the nested model in training
+  mode, and its BatchNormalization layers normalize with batch statistics.
+- Keras 3.16 honours it, but the value stays in the call context that the
+  whole forward pass shares, so every layer that runs after the nested call
+  runs in inference mode too (its BatchNormalization and Dropout layers stop
+  training).
+
+Rather than trusting a version number, frozen_bn measures the installed
+Keras once per process on a three-layer model without weights.
+"""
+
+import functools
+
+import keras
+import numpy as np
+
+from frozen_bn import _walk
+
+
+class _TrainingMarker(keras.layers.Layer):
+    """Adds `mark` to its inputs when called in training mode."""
+
+    def __init__(self, mark, **kwargs):
+        super().__init__(**kwargs)
+        self.mark = mark
+
+    def call(self, inputs, training=None):
+        return inputs + self.mark if training else inputs
+
+
+@functools.cache
+def _training_mode_marks():
+    """Which markers run in training mode in a training-mode call.
+
+    The probe is `before -> nested(training=False) -> after`, called with
+    `training=True` as `fit()` calls a model. Explicit names keep Keras's
+    automatic name counters (and so the user's layer names) untouched.
+    """
+    inputs = keras.Input((1,), name="frozen_bn_probe_input")
+    nested_inputs = keras.Input((1,), name="frozen_bn_probe_nested_input")
+    nested = keras.Model(
+        nested_inputs,
+        _TrainingMarker(2.0, name="frozen_bn_probe_inside")(nested_inputs),
+        name="frozen_bn_probe_nested",
+    )
+    x = _TrainingMarker(1.0, name="frozen_bn_probe_before")(inputs)
+    x = nested(x, training=False)
+    x = _TrainingMarker(4.0, name="frozen_bn_probe_after")(x)
+    probe = keras.Model(inputs, x, name="frozen_bn_probe")
+    total = probe(np.zeros((1, 1), "float32"), training=True)
+    return int(keras.ops.convert_to_numpy(total).item())
+
+
+def honours_recorded_training():
+    """Whether `fit()` keeps a recorded `training=False` (Keras >= 3.16)."""
+    return not _training_mode_marks() & 2
+
+
+def leaks_recorded_training():
+    """Whether a recorded `training` value reaches the layers called after
+    it in the same forward pass (Keras 3.16)."""
+    return not _training_mode_marks() & 4
+
+
+def switched_off_by_leak(model):
+    """The layers that a leaked `training=False` runs in inference mode.
+
+    On a Keras that leaks a recorded `training` value (see
+    `leaks_recorded_training`), a training-mode call of `model`, as `fit()`
+    makes, runs every layer called after a `training=False` call in
+    inference mode, up to the next call with a recorded `training=True`.
+    The layers inside the called model are meant to be in inference mode
+    and do not count.
+
+    Returns:
+        A list of layers, in the order the forward pass calls them; empty
+        where the installed Keras does not leak.
+    """
+    if not leaks_recorded_training():
+        return []
+    meant = {
+        id(layer)
+        for _, callee in _walk.inference_calls(model)
+        for layer in (callee, *_walk.iter_layers(callee))
+    }
+    training, switched_off = True, []
+    for layer, recorded in _walk.calls_in_order(model):
+        if recorded is not None:
+            training = recorded
+        elif not training and id(layer) not in meant:
+            switched_off.append(layer)
+    return switched_off

@@ -1,0 +1,69 @@
+"""The transfer-learning guide's pattern, and what each Keras release does
+with it.
+
+Tests state the expected behaviour from the release number, so that they
+check frozen_bn's measurement of it (`frozen_bn._training_arg`) instead of
+trusting it.
+"""
+
+import keras
+import numpy as np
+
+_RELEASE = tuple(int(part) for part in keras.version().split(".")[:2])
+
+# Keras 3.16 honours a nested model's recorded `training=False` under
+# `fit()` (3.0 to 3.15 override it), and passes it on to every layer called
+# after it in the same forward pass.
+HONOURS_TRAINING_FALSE = _RELEASE >= (3, 16)
+LEAKS_TRAINING_FALSE = _RELEASE >= (3, 16)
+
+
+def guide_model():
+    """`inputs -> BN -> base(training=False) -> BN -> Dropout -> Dense`."""
+    base_inputs = keras.Input((4,))
+    x = keras.layers.Dense(4, name="base_dense")(base_inputs)
+    x = keras.layers.BatchNormalization(name="base_bn")(x)
+    base = keras.Model(base_inputs, x, name="base")
+    inputs = keras.Input((4,))
+    x = keras.layers.BatchNormalization(name="before_bn")(inputs)
+    x = base(x, training=False)
+    x = keras.layers.BatchNormalization(name="after_bn")(x)
+    x = keras.layers.Dropout(0.5, name="after_dropout")(x)
+    outputs = keras.layers.Dense(1, name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+def moving_means(model):
+    layers = {
+        "before_bn": model.get_layer("before_bn"),
+        "base_bn": model.get_layer("base").get_layer("base_bn"),
+        "after_bn": model.get_layer("after_bn"),
+    }
+    return {
+        name: keras.ops.convert_to_numpy(layer.moving_mean)
+        for name, layer in layers.items()
+    }
+
+
+def moved_under_fit(model):
+    """Which BN layers' moving means `fit()` changes, by layer name."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, (32, 4)).astype("float32")
+    y = rng.normal(size=(32, 1)).astype("float32")
+    before = moving_means(model)
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    after = moving_means(model)
+    return {
+        name: not np.array_equal(after[name], before[name]) for name in after
+    }
+
+
+def dropout_rate_in_training(model):
+    """The fraction of zeros after `after_dropout` in a training call."""
+    upto_dropout = keras.Model(
+        model.inputs[0], model.get_layer("after_dropout").output
+    )
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    outputs = keras.ops.convert_to_numpy(upto_dropout(x, training=True))
+    return float(np.mean(outputs == 0.0))
