@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import keras
 
-from frozen_bn import _walk
+from frozen_bn import _rebuild, _walk
 from frozen_bn._checks import check_model
 from frozen_bn.layers import BatchNormalization
 
@@ -21,10 +21,13 @@ class _Flavor:
     patched_classes: dict
     # Returns an independent copy of a model, weights included.
     copy_model: Callable
-    # Where a model's graph fixes its layers' behaviour when it is built
-    # (tf_keras in TF1 graph mode): returns the model built again from its
-    # layers. Such a model cannot be patched in place.
-    rebuild: Callable | None = None
+    # Called on the model once its layers changed class: returns the model
+    # to hand to the user. Patching and unpatching each have their own.
+    finish_patch: Callable
+    finish_unpatch: Callable
+    # Whether a model's graph fixes its layers' behaviour when it is built
+    # (tf_keras in TF1 graph mode): then it cannot change in place.
+    static_graph: bool = False
 
 
 def _distribution_scope(model):
@@ -38,25 +41,69 @@ def _distribution_scope(model):
 
 
 def _copy_keras_model(model):
+    """An independent copy of `model`: same class, weights and flags.
+
+    The copy is made as Keras saves and loads a model, from its config (less
+    its compile config), so that a model that builds its layers in code,
+    such as a keras-hub backbone or task, comes back as its own class.
+    """
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("compile_config", None)
     try:
         with _distribution_scope(model):
-            clone = keras.models.clone_model(model, recursive=True)
+            clone = keras.saving.deserialize_keras_object(
+                config, safe_mode=False
+            )
+        clone.set_weights(model.get_weights())
     except Exception as error:  # Keras raises many types here.
         raise ValueError(
-            f"Cannot copy `model` of type {type(model).__name__}: Keras can "
-            "only clone Functional and Sequential models, and subclassed "
-            "models that implement `get_config()`. Pass `inplace=True` to "
-            f"patch the model itself. Keras said: {error}"
+            f"Cannot copy `model` of type {type(model).__name__}: Keras "
+            "copies a model by building it again from its config, which "
+            "takes a Functional or Sequential model, or another model whose "
+            "`get_config()` holds every constructor argument. Pass "
+            f"`inplace=True` to patch the model itself. Keras said: {error}"
         ) from error
-    clone.set_weights(model.get_weights())
-    # A subclassed model is re-created from its config, which does not hold
-    # its sublayers' flags. Parents come before children here, so a model's
-    # flag does not overwrite its layers' own.
+    # A model that builds its layers in code does not save their flags.
     clone.trainable = model.trainable
-    pairs = zip(_walk.iter_layers(model), _walk.iter_layers(clone), strict=True)
-    for original, copy in pairs:
-        copy.trainable = original.trainable
+    _rebuild.restore_trainable(
+        clone, [layer.trainable for layer in _walk.iter_layers(model)]
+    )
     return clone
+
+
+def _take_over_inference_calls(model):
+    """Drops each recorded `training=False` whose work frozen_bn now does.
+
+    Where a graph calls a layer or nested model with `training=False` and
+    every BN layer in it is a frozen one, the frozen layers already
+    normalize with their moving statistics; the recorded argument would
+    only do harm: Keras 3.15 overrides it under `fit()`, and Keras 3.16
+    passes it on to every layer called after it.
+    """
+    ours = (BatchNormalization,)
+    for node, callee in _walk.inference_calls(model):
+        batch_norms = [
+            layer
+            for layer in (callee, *_walk.iter_layers(callee))
+            if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+        if batch_norms and all(
+            isinstance(layer, ours)
+            and (layer.freeze_moving_stats or not layer.trainable)
+            for layer in batch_norms
+        ):
+            _walk.forget_recorded_training(node)
+
+
+def _finish_keras_patch(model):
+    _take_over_inference_calls(model)
+    _rebuild.keep_patch(model)
+    return model
+
+
+def _finish_keras_unpatch(model):
+    _rebuild.release(model)
+    return model
 
 
 def _flavor_of(model):
@@ -65,16 +112,24 @@ def _flavor_of(model):
         return _Flavor(
             {keras.layers.BatchNormalization: BatchNormalization},
             _copy_keras_model,
+            _finish_keras_patch,
+            _finish_keras_unpatch,
         )
     from frozen_bn import tf_keras as frozen_tf_keras
 
+    static_graph = frozen_tf_keras.builds_static_graphs()
+    finish = frozen_tf_keras.copy_model if static_graph else _identity
     return _Flavor(
         frozen_tf_keras.PATCHED_CLASSES,
         frozen_tf_keras.copy_model,
-        frozen_tf_keras.copy_model
-        if frozen_tf_keras.builds_static_graphs()
-        else None,
+        finish,
+        finish,
+        static_graph,
     )
+
+
+def _identity(model):
+    return model
 
 
 def _freeze_rule(freeze_moving_stats, bn_names):
@@ -118,7 +173,7 @@ def _checked_bool(result, layer):
 
 
 def _check_inplace(flavor, inplace):
-    if inplace and flavor.rebuild is not None:
+    if inplace and flavor.static_graph:
         raise ValueError(
             "`inplace=True` cannot change a tf_keras model in TF1 graph "
             "mode: its graph was built with the layers it had and keeps "
@@ -201,8 +256,7 @@ def patch_model(model, *, freeze_moving_stats=None, inplace=False):
             continue
         auto = id(layer) in called_in_inference
         layer.freeze_moving_stats = rule(layer, auto)
-    if flavor.rebuild is not None:
-        target = flavor.rebuild(target)
+    target = flavor.finish_patch(target)
     if not bn_names:
         _warn(f"`model` ({model.name!r}) has no BatchNormalization layer.")
     if foreign:
@@ -244,8 +298,7 @@ def unpatch_model(model, *, inplace=False):
     for layer in _walk.batch_norm_layers(target):
         if type(layer) in ours:
             layer._release()
-    if flavor.rebuild is not None:
-        target = flavor.rebuild(target)
+    target = flavor.finish_unpatch(target)
     if _is_compiled(model):
         _warn(
             "`model` was compiled. Call `compile()` on the unpatched model "

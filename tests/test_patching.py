@@ -1,5 +1,8 @@
 """Tests for `patch_model` and `unpatch_model` on Keras 3 models."""
 
+import functools
+import subprocess
+import sys
 import warnings
 
 import keras
@@ -7,7 +10,8 @@ import numpy as np
 import pytest
 
 import frozen_bn
-from frozen_bn import _walk
+from frozen_bn import _training_arg, _walk
+from tests import guide_pattern, keras_hub_models
 from tests.conftest import all_weights, assert_weights_bitwise_equal, to_numpy
 
 STOCK = keras.layers.BatchNormalization
@@ -296,13 +300,38 @@ def test_guide_pattern_keeps_statistics_after_patching():
         for new, old in zip(kernels(patched), weights, strict=True)
     )
 
-    # The same model unpatched: Keras 3 overrides the recorded training=False.
+    # The same model unpatched: Keras <= 3.15 overrides the recorded
+    # training=False, Keras 3.16 keeps it.
     stats = moving_statistics(stock)
     fit_briefly(stock)
-    assert any(
+    drifted = any(
         not np.array_equal(new, old)
         for new, old in zip(moving_statistics(stock), stats, strict=True)
     )
+    assert drifted is not guide_pattern.HONOURS_TRAINING_FALSE
+
+
+def test_patched_guide_pattern_trains_every_layer_after_the_base():
+    patched = frozen_bn.patch_model(guide_pattern.guide_model())
+
+    assert _training_arg.switched_off_by_leak(patched) == []
+    assert 0.3 < guide_pattern.dropout_rate_in_training(patched) < 0.7
+    assert guide_pattern.moved_under_fit(patched) == {
+        "before_bn": True,
+        "base_bn": False,
+        "after_bn": True,
+    }
+
+
+def test_patching_keeps_a_training_false_it_cannot_take_over():
+    model = guide_pattern.guide_model()
+
+    patched = frozen_bn.patch_model(model, freeze_moving_stats=False)
+
+    # The base's BN still trains, so its recorded training=False stays.
+    assert _walk.called_in_inference_mode(patched) == [
+        patched.get_layer("base").get_layer("base_bn")
+    ]
 
 
 def test_fit_leaves_frozen_statistics_unchanged():
@@ -492,3 +521,192 @@ def test_callable_must_return_a_bool():
         frozen_bn.patch_model(
             functional_net(), freeze_moving_stats=lambda layer: 1
         )
+
+
+# Models that build their layers in code: keras-hub, custom blocks.
+
+
+@functools.cache
+def hub_backbone(name):
+    """A keras-hub backbone with random statistics; tests must not change it."""
+    return randomize_statistics(keras_hub_models.backbone(name))
+
+
+def hub_inputs(batch=2):
+    shape = (batch, *keras_hub_models.IMAGE_SHAPE)
+    return np.random.default_rng(0).normal(0.5, 0.5, shape).astype("float32")
+
+
+@keras_hub_models.required
+@pytest.mark.parametrize("name", sorted(keras_hub_models.BACKBONES))
+def test_keras_hub_backbones_keep_their_class(name):
+    model = hub_backbone(name)
+    x = hub_inputs()
+    before = snapshot(model)
+
+    patched = frozen_bn.patch_model(model)
+    unpatched = frozen_bn.unpatch_model(patched)
+
+    assert_unchanged(model, before)
+    assert isinstance(patched, type(model))
+    assert type(patched).__name__ == type(model).__name__
+    assert set(bn_types(patched)) == {OURS}
+    assert len(bn_types(patched)) == len(bn_types(model))
+    np.testing.assert_array_equal(predict(patched, x), predict(model, x))
+    assert type(unpatched) is type(model)
+    assert set(bn_types(unpatched)) == {STOCK}
+    np.testing.assert_array_equal(predict(unpatched, x), predict(model, x))
+
+
+@keras_hub_models.required
+def test_keras_hub_task_patches_and_unpatches():
+    task = keras_hub_models.image_classifier("resnet_v2")
+    x = hub_inputs()
+    with pytest.warns(UserWarning, match="compile"):  # tasks come compiled
+        patched = frozen_bn.patch_model(task)
+    with pytest.warns(UserWarning, match="compile"):
+        unpatched = frozen_bn.unpatch_model(patched)
+
+    assert isinstance(patched, type(task))
+    assert isinstance(patched.backbone, type(task.backbone))
+    assert set(bn_types(patched)) == {OURS}
+    np.testing.assert_array_equal(predict(patched, x), predict(task, x))
+    assert type(unpatched) is type(task)
+    assert set(bn_types(unpatched)) == {STOCK}
+    np.testing.assert_array_equal(predict(unpatched, x), predict(task, x))
+
+
+@keras_hub_models.required
+def test_patched_backbone_serves_as_a_task_backbone():
+    backbone = frozen_bn.patch_model(hub_backbone("resnet_v1"))
+    task = keras_hub_models.keras_hub.models.ImageClassifier(
+        backbone=backbone, num_classes=2
+    )
+
+    assert task.backbone is backbone
+    assert set(bn_types(task)) == {OURS}
+    assert sorted(backbone.pyramid_outputs) == ["P2", "P3"]
+    assert predict(task, hub_inputs()).shape == (2, 2)
+
+
+@keras.saving.register_keras_serializable(package="frozen_bn_tests")
+class ConvBlock(keras.layers.Layer):
+    """A custom block that builds its BN layer in its constructor."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.conv = keras.layers.Conv2D(filters, 3, padding="same")
+        self.bn = keras.layers.BatchNormalization()
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        self.bn.build(self.conv.compute_output_shape(input_shape))
+
+    def call(self, inputs, training=None):
+        return self.bn(self.conv(inputs), training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+def custom_block_net():
+    inputs = keras.Input((8, 8, 3))
+    x = ConvBlock(4, name="block")(inputs)
+    x = keras.layers.BatchNormalization(name="graph_bn")(x)
+    return randomize_statistics(keras.Model(inputs, x, name="custom_block"))
+
+
+def saved_and_loaded(model, path):
+    model.save(path)
+    return keras.saving.load_model(path)
+
+
+def bn_flags(model):
+    return [
+        (type(layer), layer.trainable, layer.freeze_moving_stats)
+        for layer in _walk.batch_norm_layers(model)
+    ]
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("keras_hub", marks=keras_hub_models.required),
+        "custom_block",
+    ],
+)
+def test_patch_survives_saving_where_layers_are_built_in_code(
+    tmp_path, kind, inplace
+):
+    if kind == "keras_hub":
+        model = randomize_statistics(keras_hub_models.backbone("mobilenet_v3"))
+    else:
+        model = custom_block_net()
+    x = inputs_for(model)
+    expected = predict(model, x)
+    patched = frozen_bn.patch_model(
+        model, freeze_moving_stats=True, inplace=inplace
+    )
+    first = _walk.batch_norm_layers(patched)[0]
+    first.trainable, first.freeze_moving_stats = False, False
+
+    loaded = saved_and_loaded(patched, tmp_path / "patched.keras")
+
+    assert type(loaded).__name__ == type(model).__name__
+    assert bn_flags(loaded) == bn_flags(patched)
+    assert set(bn_types(loaded)) == {OURS}
+    np.testing.assert_array_equal(predict(loaded, x), expected)
+    restored = saved_and_loaded(
+        frozen_bn.unpatch_model(loaded), tmp_path / "unpatched.keras"
+    )
+    assert set(bn_types(restored)) == {STOCK}
+    np.testing.assert_array_equal(predict(restored, x), expected)
+
+
+@keras_hub_models.required
+def test_patched_file_loads_in_a_new_process(tmp_path):
+    path = tmp_path / "patched.keras"
+    frozen_bn.patch_model(
+        keras_hub_models.image_classifier("mobilenet_v3"),
+        freeze_moving_stats=True,
+    ).save(path)
+    script = (
+        "import keras, frozen_bn\n"
+        "from frozen_bn import _walk\n"
+        f"model = keras.saving.load_model({str(path)!r})\n"
+        "layers = _walk.batch_norm_layers(model)\n"
+        "print(type(model).__name__, len(layers), sum(\n"
+        "    isinstance(x, frozen_bn.BatchNormalization)\n"
+        "    and x.freeze_moving_stats for x in layers))\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+
+    assert result.stdout.split() == ["ImageClassifier", "13", "13"]
+
+
+def test_model_whose_config_does_not_rebuild_it_raises_value_error():
+    @keras.saving.register_keras_serializable(package="frozen_bn_tests")
+    class ForgetfulNet(keras.Model):
+        def __init__(self, filters=4, **kwargs):
+            super().__init__(**kwargs)
+            self.filters = filters
+            self.conv = keras.layers.Conv2D(filters, 1)
+            self.bn = keras.layers.BatchNormalization()
+
+        def call(self, inputs):
+            return self.bn(self.conv(inputs))
+
+    model = ForgetfulNet(filters=3)  # get_config() forgets `filters`
+    model(np.zeros((1, 4, 4, 2), "float32"))
+
+    with pytest.raises(ValueError, match="inplace=True"):
+        frozen_bn.patch_model(model)
