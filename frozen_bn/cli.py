@@ -195,6 +195,13 @@ def _run_inspect(args):
     print(f"{args.model}: {len(rows)} BatchNormalization layers")
     if rows:
         print("\n".join(diagnostics.format_table(header, rows)))
+    switched_off = diagnostics.switched_off_layers(model)
+    if switched_off:
+        print(
+            "\nfit() keeps these layers in inference mode, because an "
+            "earlier call was recorded with training=False (Keras 3.16): "
+            + ", ".join(layer.name for layer in switched_off)
+        )
     return EXIT_OK
 
 

@@ -15,9 +15,10 @@ import reprlib
 import keras
 import numpy as np
 
-from frozen_bn import _probe
+from frozen_bn import _probe, _training_arg
 from frozen_bn._checks import check_model
 from frozen_bn._walk import (
+    batch_norm_classes,
     batch_norm_layers,
     called_in_inference_mode,
     iter_layers,
@@ -27,6 +28,7 @@ from frozen_bn._walk import (
 FROZEN = "frozen"
 BATCH_STATISTICS = "batch statistics"
 OVERRIDDEN = "training=False overridden by fit()"
+SWITCHED_OFF = "inference mode: an earlier training=False leaks here"
 STOCK_V1 = "batch statistics (stock V1 ignores trainable=False)"
 
 # The verdict's thresholds (see `diagnose`).
@@ -38,7 +40,7 @@ MEAN_SHIFT = 1.0
 VARIANCE_RATIO = (0.5, 2.0)
 
 
-def fit_behaviour(layer, called_with_training_false=False):
+def fit_behaviour(layer, called_with_training_false=False, leaked=False):
     """How `fit()` will run a BatchNormalization layer, in plain words.
 
     Args:
@@ -46,17 +48,23 @@ def fit_behaviour(layer, called_with_training_false=False):
         called_with_training_false: Whether the model's recorded graph
             calls the layer (or a model holding it) with `training=False`,
             as `frozen_bn._walk.called_in_inference_mode` finds.
+        leaked: Whether a `training=False` recorded for an earlier call
+            reaches the layer (Keras 3.16; see
+            `frozen_bn._training_arg.switched_off_by_leak`).
 
     Returns:
         One of `FROZEN` (moving statistics, never updated),
         `BATCH_STATISTICS` (the layer trains: statistics of each batch),
-        `OVERRIDDEN` (a trainable Keras 3 layer called with `training=False`:
-        Keras 3's `fit()` runs it in training mode anyway, the trap of the
-        transfer-learning guide's pattern once the base is unfrozen) or
-        `STOCK_V1` (a stock tf_keras V1 layer, which normalizes with batch
-        statistics at learning phase 1 although `trainable` is `False`).
-        For tf_keras V2 layers in TF1 graph mode, a `trainable` flag changed
-        after the graph was built is not seen: the graph keeps the old one.
+        `OVERRIDDEN` (a trainable Keras 3 layer called with `training=False`
+        that Keras <= 3.15 runs in training mode under `fit()` anyway, the
+        trap of the transfer-learning guide's pattern once the base is
+        unfrozen), `SWITCHED_OFF` (a layer meant to train that Keras 3.16
+        runs in inference mode, because it is called after a call with
+        `training=False`: it never learns its statistics) or `STOCK_V1` (a
+        stock tf_keras V1 layer, which normalizes with batch statistics at
+        learning phase 1 although `trainable` is `False`). For tf_keras V2
+        layers in TF1 graph mode, a `trainable` flag changed after the
+        graph was built is not seen: the graph keeps the old one.
     """
     if hasattr(layer, "freeze_moving_stats") and (
         not layer.trainable or layer.freeze_moving_stats
@@ -65,7 +73,11 @@ def fit_behaviour(layer, called_with_training_false=False):
     if isinstance(layer, keras.layers.Layer):  # Keras 3
         if not layer.trainable:
             return FROZEN
-        return OVERRIDDEN if called_with_training_false else BATCH_STATISTICS
+        if called_with_training_false:
+            if _training_arg.honours_recorded_training():
+                return FROZEN
+            return OVERRIDDEN
+        return SWITCHED_OFF if leaked else BATCH_STATISTICS
     # tf_keras honours a recorded `training=False`.
     if called_with_training_false:
         return FROZEN
@@ -79,10 +91,34 @@ def fit_behaviour(layer, called_with_training_false=False):
 def fit_behaviours(model):
     """`(layer, fit_behaviour(layer))` for every BN layer, in model order."""
     trapped = {id(layer) for layer in called_in_inference_mode(model)}
+    leaked = {id(layer) for layer in _switched_off(model)}
     return [
-        (layer, fit_behaviour(layer, id(layer) in trapped))
+        (layer, fit_behaviour(layer, id(layer) in trapped, id(layer) in leaked))
         for layer in batch_norm_layers(model)
     ]
+
+
+def switched_off_layers(model):
+    """The layers of `model` that a leaked `training=False` stops training.
+
+    On Keras 3.16, the Dropout and noise layers, and the BN layers that
+    would otherwise train, called after a call recorded with
+    `training=False` run in inference mode under `fit()`. Empty on other
+    Kerases.
+    """
+    return [
+        layer
+        for layer in _switched_off(model)
+        if _is_training_only(layer)
+        or isinstance(layer, batch_norm_classes())
+        and fit_behaviour(layer) != FROZEN
+    ]
+
+
+def _switched_off(model):
+    if not isinstance(model, keras.Model):  # tf_keras does not leak.
+        return []
+    return _training_arg.switched_off_by_leak(model)
 
 
 def class_label(layer):
@@ -124,8 +160,9 @@ class LayerDiagnosis:
             `(variance + eps) / (moving_variance + eps)`.
         drifted: Whether `mean_shift >= 1` or `variance_ratio` is outside
             `[0.5, 2]`: the moving statistics do not describe this data.
-        at_risk: Drifted and not frozen under `fit()`: training will
-            normalize it with batch statistics, inference with moving ones.
+        at_risk: Drifted and not frozen under `fit()` (training will
+            normalize it with batch statistics, inference with moving
+            ones), or meant to train and switched off (`SWITCHED_OFF`).
     """
 
     name: str
@@ -160,6 +197,9 @@ class DiagnosisReport:
         reasons: Why it is flagged, one sentence each.
         fix: What to do about it (empty when not flagged).
         notes: Caveats of this diagnosis (e.g. dropout noise).
+        switched_off: Names of the BN, Dropout and noise layers that an
+            earlier recorded `training=False` keeps in inference mode under
+            `fit()` (Keras 3.16; see `switched_off_layers`).
     """
 
     samples: int
@@ -174,6 +214,7 @@ class DiagnosisReport:
     reasons: list = dataclasses.field(default_factory=list)
     fix: str = ""
     notes: list = dataclasses.field(default_factory=list)
+    switched_off: list = dataclasses.field(default_factory=list)
 
     @property
     def verdict(self):
@@ -365,10 +406,11 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
         prediction_disagreement=float(
             np.mean(_predicted(inference) != _predicted(training))
         ),
+        switched_off=[layer.name for layer in switched_off_layers(model)],
     )
     if labels is not None:
         _add_metrics(report, labels, inference, training)
-    if _has_training_only_layers(model):
+    if any(_is_training_only(layer) for layer in iter_layers(model)):
         report.notes.append(
             "the model has dropout or noise layers, active in training "
             "mode as under fit(): part of the gap is their noise."
@@ -545,17 +587,16 @@ def _layer_diagnosis(layer, behaviour, measured):
         mean_shift=mean_shift,
         variance_ratio=variance_ratio,
         drifted=drifted,
-        at_risk=drifted and behaviour != FROZEN,
+        at_risk=behaviour == SWITCHED_OFF or drifted and behaviour != FROZEN,
     )
 
 
-def _has_training_only_layers(model):
-    """Whether a Dropout or noise layer (by class name) is in `model`."""
-    names = ("Dropout", "Noise")
+def _is_training_only(layer):
+    """Whether `layer` is a Dropout or noise layer (by class name)."""
     return any(
-        any(name in cls.__name__ for cls in type(layer).__mro__)
-        for layer in iter_layers(model)
-        for name in names
+        name in cls.__name__
+        for cls in type(layer).__mro__
+        for name in ("Dropout", "Noise")
     )
 
 
@@ -585,6 +626,12 @@ def _judge(report):
             f"The outputs differ between training and inference mode by "
             f"{report.output_gap:.2f} output standard deviations."
         )
+    if report.switched_off:
+        reasons.append(
+            "This Keras passes a recorded training=False on to the layers "
+            "called after it, so fit() will not train "
+            f"{_names(report.switched_off)}."
+        )
     drifted = [layer.name for layer in report.layers if layer.drifted]
     if drifted:
         reasons.append(
@@ -599,10 +646,14 @@ def _judge(report):
 def _fix(report):
     at_risk = [layer for layer in report.layers if layer.at_risk]
     steps = []
-    if any(layer.under_fit in (OVERRIDDEN, STOCK_V1) for layer in at_risk):
+    patch_fixes = (OVERRIDDEN, STOCK_V1, SWITCHED_OFF)
+    if report.switched_off or any(
+        layer.under_fit in patch_fixes for layer in at_risk
+    ):
         steps.append(
             "`frozen_bn.patch_model(model)` so that fit() keeps frozen layers "
-            "and those called with training=False in inference mode"
+            "and those called with training=False in inference mode, and "
+            "trains the layers after them"
         )
     trainable = [x.name for x in at_risk if x.under_fit == BATCH_STATISTICS]
     if trainable:

@@ -10,6 +10,7 @@ import pytest
 import frozen_bn
 from frozen_bn import cli, diagnostics
 from tests.conftest import all_weights, assert_weights_bitwise_equal, to_numpy
+from tests.guide_pattern import HONOURS_TRAINING_FALSE, LEAKS_TRAINING_FALSE
 
 matplotlib.use("Agg")
 
@@ -263,10 +264,21 @@ def behaviours(model):
     return {x.name: b for x, b in diagnostics.fit_behaviours(model)}
 
 
+# What fit() does with the guide's training=False depends on the release.
+BASE_UNDER_FIT = (
+    diagnostics.FROZEN if HONOURS_TRAINING_FALSE else diagnostics.OVERRIDDEN
+)
+HEAD_UNDER_FIT = (
+    diagnostics.SWITCHED_OFF
+    if LEAKS_TRAINING_FALSE
+    else diagnostics.BATCH_STATISTICS
+)
+
+
 def test_fit_behaviour_names_the_guide_pattern_trap():
     assert behaviours(guide_pattern()) == {
-        "base_bn": diagnostics.OVERRIDDEN,
-        "head_bn": diagnostics.BATCH_STATISTICS,
+        "base_bn": BASE_UNDER_FIT,
+        "head_bn": HEAD_UNDER_FIT,
         "frozen_bn": diagnostics.FROZEN,
     }
 
@@ -281,8 +293,32 @@ def test_trapped_drifted_layer_recommends_patch_model():
     report = frozen_bn.diagnose(guide_pattern(), images(), verbose=0)
 
     at_risk = {x.name: x.under_fit for x in report.layers if x.at_risk}
-    assert at_risk["base_bn"] == diagnostics.OVERRIDDEN
+    expected = {"head_bn": HEAD_UNDER_FIT}
+    if not HONOURS_TRAINING_FALSE:
+        expected["base_bn"] = diagnostics.OVERRIDDEN
+    assert at_risk == expected
     assert "patch_model" in report.fix
+
+
+def test_report_names_the_layers_a_leak_switches_off():
+    model = guide_pattern()
+
+    report = frozen_bn.diagnose(model, images(), verbose=0)
+    patched = frozen_bn.diagnose(
+        frozen_bn.patch_model(model), images(), verbose=0
+    )
+
+    assert report.switched_off == (["head_bn"] if LEAKS_TRAINING_FALSE else [])
+    assert (
+        any("not train head_bn." in x for x in report.reasons)
+        is LEAKS_TRAINING_FALSE
+    )
+    assert patched.switched_off == []
+    assert {x.name: x.under_fit for x in patched.layers} == {
+        "base_bn": diagnostics.FROZEN,
+        "head_bn": diagnostics.BATCH_STATISTICS,
+        "frozen_bn": diagnostics.FROZEN,
+    }
 
 
 # The report
@@ -392,8 +428,12 @@ def test_cli_inspect_lists_layers_and_their_mode(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3 BatchNormalization layers" in out
     base_line = next(line for line in out.splitlines() if "base_bn" in line)
-    assert base_line.endswith(diagnostics.OVERRIDDEN)
+    assert base_line.endswith(BASE_UNDER_FIT)
     assert "keras.BatchNormalization" in base_line
+    head_line = next(line for line in out.splitlines() if "head_bn" in line)
+    assert head_line.endswith(HEAD_UNDER_FIT)
+    leak_line = "(Keras 3.16): head_bn\n"
+    assert (leak_line in out) is LEAKS_TRAINING_FALSE
 
 
 def test_cli_diagnose_prints_report_and_saves_plot(tmp_path, capsys):
