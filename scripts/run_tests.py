@@ -5,7 +5,9 @@ Usage: python scripts/run_tests.py [SUITE ...] [-- PYTEST_ARGS ...]
 Each suite runs in its own process (a backend, TF1 graph mode, or a set of
 devices is chosen once per process) and prints its own pytest summary; a
 table of all suites closes the output. The exit code is 0 only if every
-suite passed.
+suite passed. The `keras-nightly-*` suites run the per-backend tests with
+the next Keras release, from the virtual environment `make test` sets up in
+`.venv-nightly`.
 """
 
 import os
@@ -19,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRAPH_MODE_TESTS = "tests/graph_mode"
 MULTI_DEVICE_TF_TESTS = "tests/multi_device_tf"
 MULTI_DEVICE_JAX_TESTS = "tests/multi_device_jax"
+NIGHTLY_PYTHON = os.path.join(ROOT, ".venv-nightly", "bin", "python")
 SEPARATE_PROCESS_TESTS = (
     GRAPH_MODE_TESTS,
     MULTI_DEVICE_TF_TESTS,
@@ -40,17 +43,30 @@ SUITES = {
         },
         [MULTI_DEVICE_JAX_TESTS],
     ),
+    "keras-nightly-tensorflow": (
+        {"KERAS_BACKEND": "tensorflow"},
+        ["tests"],
+        NIGHTLY_PYTHON,
+    ),
+    "keras-nightly-jax": ({"KERAS_BACKEND": "jax"}, ["tests"], NIGHTLY_PYTHON),
 }
 
 
 def run_suite(name, pytest_args):
-    env_update, paths = SUITES[name]
+    env_update, paths, *python = SUITES[name]
+    python = python[0] if python else sys.executable
+    if not os.path.exists(python):
+        print(
+            f"error: suite {name} needs {python}; `make test` creates it",
+            file=sys.stderr,
+        )
+        return 2, 0.0
     paths = [
         *paths,
         *(f"--ignore={d}" for d in SEPARATE_PROCESS_TESTS if d not in paths),
     ]
     env = {**os.environ, **env_update}
-    command = [sys.executable, "-m", "pytest", *paths, *pytest_args]
+    command = [python, "-m", "pytest", *paths, *pytest_args]
     print(f"\n===== {name}: {' '.join(command)}", flush=True)
     start = time.perf_counter()
     code = subprocess.call(command, cwd=ROOT, env=env)
@@ -76,7 +92,7 @@ def main(argv):
     print("\n===== summary")
     for name, code, seconds in results:
         status = "passed" if code == 0 else f"FAILED (exit {code})"
-        print(f"{name:<16} {status:<18} {seconds:7.1f}s")
+        print(f"{name:<24} {status:<18} {seconds:7.1f}s")
     return 0 if all(code == 0 for _, code, _ in results) else 1
 
 
