@@ -79,8 +79,9 @@ def switched_off_by_leak(model):
     and do not count.
 
     Returns:
-        A list of layers, in the order the forward pass calls them; empty
-        where the installed Keras does not leak.
+        The BN layers that are not frozen, and the Dropout and noise
+        layers, that the leak reaches, in the order the forward pass calls
+        them; empty where the installed Keras does not leak.
     """
     if not leaks_recorded_training():
         return []
@@ -93,6 +94,24 @@ def switched_off_by_leak(model):
     for layer, recorded in _walk.calls_in_order(model):
         if recorded is not None:
             training = recorded
-        elif not training and id(layer) not in meant:
+        elif not (training or id(layer) in meant) and _would_train(layer):
             switched_off.append(layer)
     return switched_off
+
+
+def _would_train(layer):
+    """Whether `fit()` means `layer` to act as in training mode."""
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return layer.trainable and not getattr(
+            layer, "freeze_moving_stats", False
+        )
+    return is_training_only(layer)
+
+
+def is_training_only(layer):
+    """Whether `layer` is a Dropout or noise layer (by class name)."""
+    return any(
+        name in cls.__name__
+        for cls in type(layer).__mro__
+        for name in ("Dropout", "Noise")
+    )

@@ -619,7 +619,10 @@ def format_report(results):
         f"{'accuracy (%)':>16}{'ROC AUC':>9}{'positive':>10}"
     )
     for setting, names in _groups(results):
-        lines += ["", setting.title, header]
+        lines += ["", setting.title]
+        if setting.base_training is False:
+            lines.append(f"  ({_what_fit_does_with_training_false()})")
+        lines.append(header)
         for name in names:
             for mode in MODES:
                 label = IMPLEMENTATIONS[name] if mode == MODES[0] else ""
@@ -649,6 +652,23 @@ def _metrics_cells(results, setting, implementation, mode):
         f"{mean('loss'):>7.3f}{100 * accuracy:>9.1f} ± {100 * spread:<4.1f}"
         f"{mean('auc'):>9.3f}{mean('positive'):>10.2f}"
     )
+
+
+def _what_fit_does_with_training_false():
+    import keras
+
+    from frozen_bn import _training_arg
+
+    if not _training_arg.honours_recorded_training():
+        kept = "overrides the recorded training=False: the base trains"
+    elif _training_arg.leaks_recorded_training():
+        kept = (
+            "keeps the recorded training=False, and passes it on to the "
+            "layers after the base"
+        )
+    else:
+        kept = "keeps the recorded training=False"
+    return f"Keras {keras.__version__}: the stock fit() {kept}"
 
 
 def conclusion(results, setting, names):

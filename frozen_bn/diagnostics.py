@@ -18,7 +18,6 @@ import numpy as np
 from frozen_bn import _probe, _training_arg
 from frozen_bn._checks import check_model
 from frozen_bn._walk import (
-    batch_norm_classes,
     batch_norm_layers,
     called_in_inference_mode,
     iter_layers,
@@ -91,7 +90,7 @@ def fit_behaviour(layer, called_with_training_false=False, leaked=False):
 def fit_behaviours(model):
     """`(layer, fit_behaviour(layer))` for every BN layer, in model order."""
     trapped = {id(layer) for layer in called_in_inference_mode(model)}
-    leaked = {id(layer) for layer in _switched_off(model)}
+    leaked = {id(layer) for layer in switched_off_layers(model)}
     return [
         (layer, fit_behaviour(layer, id(layer) in trapped, id(layer) in leaked))
         for layer in batch_norm_layers(model)
@@ -101,21 +100,12 @@ def fit_behaviours(model):
 def switched_off_layers(model):
     """The layers of `model` that a leaked `training=False` stops training.
 
-    On Keras 3.16, the Dropout and noise layers, and the BN layers that
-    would otherwise train, called after a call recorded with
-    `training=False` run in inference mode under `fit()`. Empty on other
-    Kerases.
+    On Keras 3.16, the layers called after a call recorded with
+    `training=False` run in inference mode under `fit()`: the BN layers
+    that would otherwise train, and Dropout and noise layers (see
+    `frozen_bn._training_arg.switched_off_by_leak`).
+    Empty on other Kerases, and for tf_keras models.
     """
-    return [
-        layer
-        for layer in _switched_off(model)
-        if _is_training_only(layer)
-        or isinstance(layer, batch_norm_classes())
-        and fit_behaviour(layer) != FROZEN
-    ]
-
-
-def _switched_off(model):
     if not isinstance(model, keras.Model):  # tf_keras does not leak.
         return []
     return _training_arg.switched_off_by_leak(model)
@@ -410,7 +400,7 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
     )
     if labels is not None:
         _add_metrics(report, labels, inference, training)
-    if any(_is_training_only(layer) for layer in iter_layers(model)):
+    if any(map(_training_arg.is_training_only, iter_layers(model))):
         report.notes.append(
             "the model has dropout or noise layers, active in training "
             "mode as under fit(): part of the gap is their noise."
@@ -588,15 +578,6 @@ def _layer_diagnosis(layer, behaviour, measured):
         variance_ratio=variance_ratio,
         drifted=drifted,
         at_risk=behaviour == SWITCHED_OFF or drifted and behaviour != FROZEN,
-    )
-
-
-def _is_training_only(layer):
-    """Whether `layer` is a Dropout or noise layer (by class name)."""
-    return any(
-        name in cls.__name__
-        for cls in type(layer).__mro__
-        for name in ("Dropout", "Noise")
     )
 
 

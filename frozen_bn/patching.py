@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import keras
 
-from frozen_bn import _rebuild, _walk
+from frozen_bn import _rebuild, _training_arg, _walk
 from frozen_bn._checks import check_model
 from frozen_bn.layers import BatchNormalization
 
@@ -97,8 +97,21 @@ def _take_over_inference_calls(model):
 
 def _finish_keras_patch(model):
     _take_over_inference_calls(model)
+    switched_off = _training_arg.switched_off_by_leak(model)
+    if switched_off:
+        warnings.warn(  # From the user's call of `patch_model`.
+            "This Keras passes a recorded `training=False` on to the layers "
+            "called after it, and `freeze_moving_stats` leaves a layer that "
+            "it reaches training, so the argument stays: fit() will run "
+            f"these layers in inference mode: {_names(switched_off)}",
+            stacklevel=3,
+        )
     _rebuild.keep_patch(model)
     return model
+
+
+def _names(layers):
+    return ", ".join(layer.name for layer in layers)
 
 
 def _finish_keras_unpatch(model):

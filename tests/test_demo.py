@@ -16,6 +16,7 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
 from frozen_bn import cli, demo  # noqa: E402
+from tests.guide_pattern import HONOURS_TRAINING_FALSE  # noqa: E402
 
 GRAPH_MODE = keras.backend.backend() == "tensorflow"
 graph_mode_only = pytest.mark.skipif(
@@ -104,6 +105,20 @@ def test_keras3_guide_pattern_runs_use_the_expected_classes(quick):
     assert bn_class(results, "keras3_guide", "patched") == (
         "frozen_bn.layers.BatchNormalization"
     )
+
+
+@pytest.mark.parametrize("mode", demo.MODES)
+def test_keras3_guide_pattern_stock_run_follows_the_release(quick, mode):
+    stock = accuracy(quick[0], "keras3_guide", "stock", mode)
+    # Keras 3.16 keeps the recorded training=False: stock freezes the base's
+    # statistics as frozen_bn does. Earlier releases override it: the base
+    # trains as if it were never called with training=False.
+    same_as = (
+        ("keras3_guide", "patched")
+        if HONOURS_TRAINING_FALSE
+        else ("keras3_trainable", "stock")
+    )
+    assert abs(stock - accuracy(quick[0], *same_as, mode)) <= 0.5
 
 
 @pytest.mark.parametrize("mode", demo.MODES)

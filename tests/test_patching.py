@@ -326,12 +326,26 @@ def test_patched_guide_pattern_trains_every_layer_after_the_base():
 def test_patching_keeps_a_training_false_it_cannot_take_over():
     model = guide_pattern.guide_model()
 
-    patched = frozen_bn.patch_model(model, freeze_moving_stats=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        patched = frozen_bn.patch_model(model, freeze_moving_stats=False)
 
-    # The base's BN still trains, so its recorded training=False stays.
+    # The base's BN still trains, so its recorded training=False stays,
+    # and where it leaks, patch_model names the layers it switches off.
     assert _walk.called_in_inference_mode(patched) == [
         patched.get_layer("base").get_layer("base_bn")
     ]
+    leak_warnings = [
+        w for w in caught if "passes a recorded `training=False`" in str(w)
+    ]
+    if guide_pattern.LEAKS_TRAINING_FALSE:
+        (warning,) = leak_warnings
+        assert str(warning.message).endswith(
+            "inference mode: after_bn, after_dropout"
+        )
+        assert warning.filename == __file__
+    else:
+        assert leak_warnings == []
 
 
 def test_fit_leaves_frozen_statistics_unchanged():
