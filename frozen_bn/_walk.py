@@ -4,9 +4,16 @@ Works for Keras 3 and tf_keras models alike. Keras has no public API for a
 model's nested layers or for the arguments recorded in its graph, so the
 private attributes this needs are read here and nowhere else:
 `_flatten_layers` (both Kerases), `_nodes_by_depth` (Functional models), a
-node's recorded keyword arguments (`node.arguments.kwargs` in Keras 3,
-`node.call_kwargs` in tf_keras) and the class behind `keras.Model(inputs,
-outputs)`.
+node's operation and tensors (`node.operation` in Keras 3, `node.layer` in
+tf_keras; `node.input_tensors`, `node.output_tensors`), a node's recorded
+keyword arguments (`node.arguments.kwargs` in Keras 3, `node.call_kwargs` in
+tf_keras) and the class behind `keras.Model(inputs, outputs)`.
+
+A Keras 3 graph's nodes call operations: layers, nested models, and the
+`keras.ops` functions called on symbolic tensors (keras-hub's ResNet v2 pads
+with `ops.pad`, its CSPNet splits with `ops.split`). Those are
+`keras.Operation`s but not layers: they are in a graph's nodes and
+operations, never in `model.layers`.
 """
 
 import sys
@@ -61,8 +68,22 @@ def graph_nodes(model):
     ]
 
 
+def graph_operations(model):
+    """Every operation of a Keras 3 Functional model's graph, in model order.
+
+    The layers and the `keras.ops` calls of the graph, in the order Keras
+    runs them: `model.layers` is this list without the `keras.ops` calls.
+    Empty for other models.
+    """
+    return list(getattr(model, "operations", None) or [])
+
+
 def node_layer(node):
-    """The layer (or nested model) a graph node calls."""
+    """The operation a graph node calls: a layer, a nested model or an op.
+
+    In a Keras 3 graph a node may call a `keras.ops` function (a
+    `keras.Operation` that is not a layer); tf_keras graphs have only layers.
+    """
     return getattr(node, "operation", None) or getattr(node, "layer", None)
 
 
@@ -92,6 +113,16 @@ def inference_calls(model):
         for node in graph_nodes(graph)
         if recorded_training(node) is False
     ]
+
+
+def node_inputs(node):
+    """The tensors a graph node reads, flattened, in argument order."""
+    return list(node.input_tensors)
+
+
+def node_outputs(node):
+    """The tensors a graph node makes, flattened, in output order."""
+    return list(node.output_tensors)
 
 
 def called_in_inference_mode(model):
@@ -135,7 +166,8 @@ def calls_in_order(model):
         ]
     for layer, training in calls:
         yield layer, training
-        yield from calls_in_order(layer)
+        if isinstance(layer, (keras.layers.Layer, *batch_norm_classes())):
+            yield from calls_in_order(layer)  # Not a `keras.ops` call.
 
 
 def layers_built_in_code(model):

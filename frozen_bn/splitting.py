@@ -44,37 +44,43 @@ def _graph_model(model):
 
 
 class _Graph:
-    """A Functional model's layers in order and where each tensor comes from."""
+    """A Functional model's operations in order and where tensors come from.
+
+    The operations are the model's layers and the `keras.ops` calls recorded
+    in its graph (keras-hub's ResNet v2 pads with `ops.pad`, its CSPNet
+    splits with `ops.split`). Both are nodes of the graph alike: a cut may
+    fall before or after either.
+    """
 
     def __init__(self, model):
         self.model = model
-        self.layers = model.layers
-        self.position = {id(layer): i for i, layer in enumerate(self.layers)}
+        self.operations = _walk.graph_operations(model)
+        self.position = {id(op): i for i, op in enumerate(self.operations)}
         self.nodes = _walk.graph_nodes(model)
-        # id(tensor) -> (layer position, output index). Model inputs count
-        # as made before every layer: the base takes all of them and hands
-        # over those the head reads.
+        # id(tensor) -> (operation position, output index). Model inputs
+        # count as made before every operation: the base takes all of them
+        # and hands over those the head reads.
         self.producer = {}
         for node in self.nodes:
-            layer = _walk.node_layer(node)
-            inputs = isinstance(layer, keras.layers.InputLayer)
-            where = -1 if inputs else self.position[id(layer)]
-            for index, tensor in enumerate(node.output_tensors):
+            operation = _walk.node_layer(node)
+            inputs = isinstance(operation, keras.layers.InputLayer)
+            where = -1 if inputs else self.position[id(operation)]
+            for index, tensor in enumerate(_walk.node_outputs(node)):
                 self.producer[id(tensor)] = (where, index)
 
     def frontier(self, cut):
-        """The tensors layers `0..cut` hand to the layers after `cut`.
+        """The tensors operations `0..cut` hand to the operations after it.
 
-        Returns `None` when no such split exists: `cut` is an input layer, a
-        layer up to `cut` reads a tensor made after it, or a model output is
-        made up to `cut`.
+        Returns `None` when no such split exists: `cut` is an input layer,
+        an operation up to `cut` reads a tensor made after it, or a model
+        output is made up to `cut`.
         """
-        if isinstance(self.layers[cut], keras.layers.InputLayer):
+        if isinstance(self.operations[cut], keras.layers.InputLayer):
             return None
         crossing = {}
         for node in self.nodes:
             in_base = self.position[id(_walk.node_layer(node))] <= cut
-            for tensor in node.input_tensors:
+            for tensor in _walk.node_inputs(node):
                 made_in_base = self.producer[id(tensor)][0] <= cut
                 if in_base and not made_in_base:
                     return None
@@ -91,18 +97,25 @@ class _Graph:
 
 
 def cut_points(model):
-    """Names of the layers after which `model` can be cut at one tensor.
+    """Names of the operations after which `model` can be cut at one tensor.
 
     A cut after a layer is a cut point when the layers up to it hand a single
     tensor to the layers after it: nothing else (a residual branch, a second
     input) crosses it. Inside a residual block `split_model` still works, but
     its base then returns several tensors.
 
+    A Functional graph may also call `keras.ops` functions on its tensors
+    (keras-hub's ResNet v2 pads with `ops.pad`, its CSPNet splits with
+    `ops.split`). Such a call is a node of the graph like a layer: it can be
+    cut before or after, and its name (e.g. `"pad"`) is listed here and
+    accepted by `split_model`.
+
     Args:
         model: A Functional or built Sequential `keras.Model`.
 
     Returns:
-        A list of layer names, in the order of `model.layers`.
+        A list of layer (and `keras.ops` call) names, in the order Keras
+        runs them: the order of `model.layers`.
 
     Example:
 
@@ -114,21 +127,21 @@ def cut_points(model):
     """
     graph = _Graph(_graph_model(model))
     return [
-        layer.name
-        for cut, layer in enumerate(graph.layers)
+        operation.name
+        for cut, operation in enumerate(graph.operations)
         if graph.is_cut_point(cut)
     ]
 
 
 def _nearest_cut_points(graph, cut):
-    valid = [i for i in range(len(graph.layers)) if graph.is_cut_point(i)]
+    valid = [i for i in range(len(graph.operations)) if graph.is_cut_point(i)]
     before = [i for i in valid if i < cut][-_NEAREST:]
     after = [i for i in valid if i > cut][:_NEAREST]
-    return [graph.layers[i].name for i in before + after]
+    return [graph.operations[i].name for i in before + after]
 
 
-def _layer_position(model, graph, at):
-    """The position in `graph.layers` of the layer `at` names or indexes."""
+def _cut_position(model, graph, at):
+    """The position in `graph.operations` of what `at` names or indexes."""
     layers = model.layers
     if isinstance(at, int) and not isinstance(at, bool):
         if not -len(layers) <= at < len(layers):
@@ -142,13 +155,14 @@ def _layer_position(model, graph, at):
             "Expected `at` to be a layer name or index. "
             f"Received: at={at!r} of type {type(at).__name__}"
         )
-    for layer in graph.layers:
-        if layer.name == at:
-            return graph.position[id(layer)]
+    for operation in graph.operations:
+        if operation.name == at:
+            return graph.position[id(operation)]
     nested = [
-        layer.name
-        for layer in graph.layers
-        if any(inner.name == at for inner in _walk.iter_layers(layer))
+        operation.name
+        for operation in graph.operations
+        if isinstance(operation, keras.layers.Layer)
+        and any(inner.name == at for inner in _walk.iter_layers(operation))
     ]
     where = f"inside nested model {nested[0]!r}; " if nested else ""
     raise ValueError(
@@ -180,9 +194,11 @@ def split_model(model, at):
         model: A Functional or built Sequential `keras.Model`. Layers of a
             nested model are one layer here: split the nested model itself
             to cut inside it.
-        at: The name of a layer of `model`, or its index in `model.layers`
-            (negative indices count from the end). Like the "fine-tune from
-            layer k+1" recipe, everything after this layer goes to the head.
+        at: The name of a layer of `model` (or of a `keras.ops` call in
+            its graph, as `cut_points` lists them), or a layer's index in
+            `model.layers` (negative indices count from the end). Like the
+            "fine-tune from layer k+1" recipe, everything after it goes to
+            the head.
 
     Returns:
         A pair `(base, head)` of Functional models, named `"{name}_base"`
@@ -199,11 +215,11 @@ def split_model(model, at):
     >>> model = frozen_bn.join(base, head)
     """
     graph = _Graph(_graph_model(model))
-    cut = _layer_position(model, graph, at)
+    cut = _cut_position(model, graph, at)
     frontier = graph.frontier(cut)
     if frontier is None:
         raise ValueError(
-            f"Cannot split `model` after layer {graph.layers[cut].name!r} "
+            f"Cannot split `model` after {graph.operations[cut].name!r} "
             f"(at={at!r}): "
             + _why_not(graph, cut)
             + f" Nearest cut points: {_nearest_cut_points(graph, cut)}"
@@ -218,14 +234,14 @@ def split_model(model, at):
 
 
 def _why_not(graph, cut):
-    if isinstance(graph.layers[cut], keras.layers.InputLayer):
+    if isinstance(graph.operations[cut], keras.layers.InputLayer):
         return "it is an input layer."
     made_early = any(
         graph.producer[id(t)][0] <= cut for t in graph.model.outputs
     )
     if made_early:
         return "a model output is computed at or before it."
-    return "a layer before the cut uses a tensor computed after it."
+    return "an operation before the cut uses a tensor computed after it."
 
 
 def _structure(tensors):

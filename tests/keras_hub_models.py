@@ -6,22 +6,28 @@ Presets are never used: they download weights.
 
 keras-hub 0.32.0 does not import with Keras 3.16 (it imports
 `keras.src.backend.get_keras_mask`, which 3.16 moved); tests that need it
-are marked `required` and skipped there, with keras-hub's error as reason.
+are marked `requires_keras_hub` and skipped there, with keras-hub's error
+as the reason.
 """
 
 import functools
 
+import keras
 import pytest
 
 try:
     import keras_hub
-except ImportError as error:
+except ImportError as error:  # keras-hub 0.32 on a Keras 3.16 nightly
     keras_hub = None
-    _IMPORT_ERROR = f"keras-hub does not import with this Keras: {error}"
+    _UNAVAILABLE = (
+        f"keras-hub does not import with Keras {keras.__version__}: {error}"
+    )
+else:
+    _UNAVAILABLE = ""
 
-required = pytest.mark.skipif(
-    keras_hub is None, reason=None if keras_hub else _IMPORT_ERROR
-)
+# Marks a test that builds keras-hub models: skipped, with the import error
+# as the reason, where keras-hub does not import.
+requires_keras_hub = pytest.mark.skipif(keras_hub is None, reason=_UNAVAILABLE)
 
 IMAGE_SHAPE = (32, 32, 3)
 
@@ -132,3 +138,23 @@ def image_classifier(name="resnet_v1", num_classes=3):
     return keras_hub.models.ImageClassifier(
         backbone=backbone(name), num_classes=num_classes
     )
+
+
+def ops_calls(model):
+    """The `keras.ops` calls of `model`'s graph: operations, not layers."""
+    return [
+        op for op in model.operations if not isinstance(op, keras.layers.Layer)
+    ]
+
+
+def cut_name(model, at):
+    """The name of the cut `at` stands for in `model`.
+
+    `"ops.pad"` and `"ops.split"` stand for the graph's first `keras.ops.pad`
+    or `split` call, whose name is only made when the model is built; any
+    other `at` is a layer name, returned as is.
+    """
+    if not at.startswith("ops."):
+        return at
+    kind = at.removeprefix("ops.").capitalize()
+    return next(op.name for op in ops_calls(model) if type(op).__name__ == kind)

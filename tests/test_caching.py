@@ -1,5 +1,6 @@
 """Tests for `frozen_bn.cache_features` (Keras 3, every backend)."""
 
+import functools
 import os
 
 import keras
@@ -7,10 +8,24 @@ import numpy as np
 import pytest
 
 import frozen_bn
+from tests import keras_hub_models
 from tests.conftest import all_weights, assert_weights_bitwise_equal, to_numpy
 
 BATCH = 4
 COUNT = 10  # Not a multiple of BATCH: the last batch is smaller.
+
+# (keras-hub backbone, cut): one per backbone, and for the graphs holding
+# `keras.ops` calls a cut right after one (`keras_hub_models.cut_name`).
+HUB_CUTS = [
+    ("resnet_v1", "stack1_block0_1_relu"),  # the base hands over 2 tensors
+    ("resnet_v2", "ops.pad"),
+    ("resnet_vd", "stack0_block0_out"),
+    ("mobilenet_v3", "block_1_0"),
+    ("efficientnet", "block2a_project_bn"),
+    ("cspnet", "ops.split"),  # its two halves
+    ("densenet", "transition1_pool"),
+    ("xception", "block1_pool"),
+]
 
 
 def residual_model():
@@ -46,6 +61,18 @@ def base_at(at):
 
 def expected_features(base, x):
     return base.predict(x, batch_size=BATCH, verbose=0)
+
+
+@functools.cache
+def hub_backbone(name):
+    """Each keras-hub architecture once per module; no test changes it."""
+    return keras_hub_models.backbone(name)
+
+
+def hub_images():
+    """One batch of 32x32 images: on JAX, each batch shape compiles."""
+    rng = np.random.default_rng(2)
+    return rng.standard_normal((BATCH, 32, 32, 3)).astype("float32")
 
 
 class Batches(keras.utils.PyDataset):
@@ -92,6 +119,62 @@ def test_features_equal_base_predict(form):
 
     assert type(features) is np.ndarray
     np.testing.assert_array_equal(features, expected_features(base, x))
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.slow
+@pytest.mark.parametrize("name, at", HUB_CUTS)
+def test_keras_hub_features_equal_base_outputs(name, at):
+    model = hub_backbone(name)
+    base, _ = frozen_bn.split_model(model, keras_hub_models.cut_name(model, at))
+    x = hub_images()
+
+    features = frozen_bn.cache_features(base, x, batch_size=BATCH, verbose=0)
+
+    cached = keras.tree.flatten(features)
+    predicted = keras.tree.flatten(expected_features(base, x))
+    called = keras.tree.flatten(base(x, training=False))
+    assert len(cached) == len(base.outputs)
+    for ours, by_predict, by_call in zip(
+        cached, predicted, called, strict=True
+    ):
+        np.testing.assert_array_equal(ours, by_predict)
+        # `predict` runs compiled and a call eagerly: the two may round
+        # differently (MobileNetV3 on TensorFlow does).
+        np.testing.assert_allclose(
+            ours, to_numpy(by_call), rtol=1e-5, atol=1e-6
+        )
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.slow
+def test_keras_hub_backbone_is_cached_whole():
+    backbone = hub_backbone("resnet_v2")
+    x = hub_images()
+
+    features = frozen_bn.cache_features(
+        backbone, x, batch_size=BATCH, verbose=0
+    )
+
+    np.testing.assert_array_equal(features, expected_features(backbone, x))
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.slow
+def test_keras_hub_cached_halves_feed_the_head():
+    model = hub_backbone("cspnet")
+    base, head = frozen_bn.split_model(
+        model, keras_hub_models.cut_name(model, "ops.split")
+    )
+    x = hub_images()
+
+    features = frozen_bn.cache_features(base, x, batch_size=BATCH, verbose=0)
+
+    assert len(features) == 2
+    np.testing.assert_array_equal(
+        head.predict(features, batch_size=BATCH, verbose=0),
+        model.predict(x, batch_size=BATCH, verbose=0),
+    )
 
 
 def test_cut_inside_block_caches_every_tensor():
@@ -196,6 +279,18 @@ def test_verbose_shows_a_progress_bar(capsys):
 def test_rejects_non_model_base():
     with pytest.raises(TypeError, match=r"Received: base=\[1, 2\]"):
         frozen_bn.cache_features([1, 2], dataset()[0])
+
+
+@keras_hub_models.requires_keras_hub
+def test_rejects_model_class():
+    with pytest.raises(
+        TypeError,
+        match=r"Expected `base` to be a keras.Model. "
+        r"Received: base=<class '.*\.ResNetBackbone'>",
+    ):
+        frozen_bn.cache_features(
+            keras_hub_models.keras_hub.models.ResNetBackbone, hub_images()
+        )
 
 
 def test_rejects_bad_verbose():

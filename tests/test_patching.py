@@ -551,7 +551,7 @@ def hub_inputs(batch=2):
     return np.random.default_rng(0).normal(0.5, 0.5, shape).astype("float32")
 
 
-@keras_hub_models.required
+@keras_hub_models.requires_keras_hub
 @pytest.mark.parametrize("name", sorted(keras_hub_models.BACKBONES))
 def test_keras_hub_backbones_keep_their_class(name):
     model = hub_backbone(name)
@@ -572,7 +572,7 @@ def test_keras_hub_backbones_keep_their_class(name):
     np.testing.assert_array_equal(predict(unpatched, x), predict(model, x))
 
 
-@keras_hub_models.required
+@keras_hub_models.requires_keras_hub
 def test_keras_hub_task_patches_and_unpatches():
     task = keras_hub_models.image_classifier("resnet_v2")
     x = hub_inputs()
@@ -590,7 +590,7 @@ def test_keras_hub_task_patches_and_unpatches():
     np.testing.assert_array_equal(predict(unpatched, x), predict(task, x))
 
 
-@keras_hub_models.required
+@keras_hub_models.requires_keras_hub
 def test_patched_backbone_serves_as_a_task_backbone():
     backbone = frozen_bn.patch_model(hub_backbone("resnet_v1"))
     task = keras_hub_models.keras_hub.models.ImageClassifier(
@@ -647,7 +647,7 @@ def bn_flags(model):
 @pytest.mark.parametrize(
     "kind",
     [
-        pytest.param("keras_hub", marks=keras_hub_models.required),
+        pytest.param("keras_hub", marks=keras_hub_models.requires_keras_hub),
         "custom_block",
     ],
 )
@@ -679,7 +679,7 @@ def test_patch_survives_saving_where_layers_are_built_in_code(
     np.testing.assert_array_equal(predict(restored, x), expected)
 
 
-@keras_hub_models.required
+@keras_hub_models.requires_keras_hub
 def test_patched_file_loads_in_a_new_process(tmp_path):
     path = tmp_path / "patched.keras"
     frozen_bn.patch_model(

@@ -1,10 +1,13 @@
 """Tests for `split_model`, `cut_points` and `join` (Keras 3, every backend)."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
 
 import frozen_bn
+from tests import keras_hub_models
 from tests.conftest import all_weights, assert_weights_bitwise_equal, to_numpy
 
 APPLICATIONS = {
@@ -24,6 +27,45 @@ CUTS = [
     ("DenseNet121", "pool3_pool", 1),  # a transition layer
     ("DenseNet121", "conv3_block2_1_relu", 2),  # inside a dense block
 ]
+
+
+# (keras-hub backbone, cut, number of tensors crossing the cut). "ops.pad"
+# and "ops.split" stand for a `keras.ops` call (see `cut_name`).
+HUB_CUTS = [
+    ("resnet_v1", "stack0_block0_out", 1),  # end of a stage
+    ("resnet_v1", "stack1_block0_1_relu", 2),  # in a block with a projection
+    ("resnet_v2", "conv1_conv", 1),  # right before `ops.pad`
+    ("resnet_v2", "ops.pad", 1),  # right after it
+    ("resnet_v2", "stack0_block0_1_bn", 2),  # in a pre-activation block
+    ("resnet_vd", "stack1_block0_1_bn", 2),  # across the pooled shortcut
+    ("mobilenet_v3", "block_1_0", 1),
+    ("efficientnet", "block1a_se_reduce", 3),  # in squeeze-and-excite
+    ("efficientnet", "block2a_project_bn", 1),
+    ("cspnet", "stage_0_csp_activation_2", 1),  # right before `ops.split`
+    ("cspnet", "ops.split", 2),  # right after it: its two halves
+    ("cspnet", "stage_0_block_0_bottleneck_block_bn_1", 3),
+    ("cspnet", "stage_0_csp_conv_concat", 1),
+    ("densenet", "transition1_pool", 1),
+    ("densenet", "stack2_block1_1_relu", 2),  # inside a dense block
+    ("xception", "block1_pool", 1),
+]
+# One cut of `HUB_CUTS` per backbone, for the slower `join` test.
+HUB_JOINS = [
+    ("resnet_v1", "stack1_block0_1_relu"),
+    ("resnet_v2", "ops.pad"),
+    ("resnet_vd", "stack1_block0_1_bn"),
+    ("mobilenet_v3", "block_1_0"),
+    ("efficientnet", "block1a_se_reduce"),
+    ("cspnet", "ops.split"),
+    ("densenet", "transition1_pool"),
+    ("xception", "block1_pool"),
+]
+
+
+@functools.cache
+def hub_backbone(name):
+    """Each keras-hub architecture once per module; no test changes it."""
+    return keras_hub_models.backbone(name)
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +170,139 @@ def test_cut_inside_residual_block_hands_over_shortcut(applications):
     branch = model.get_layer("conv4_block6_3_conv").output
     assert [t.shape for t in base.outputs] == [shortcut.shape, branch.shape]
     assert [t.shape for t in head.inputs] == [shortcut.shape, branch.shape]
+
+
+def ops_model():
+    """A Functional model whose graph calls `keras.ops.pad` and `split`."""
+    inputs = keras.Input((6, 6, 3), name="images")
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    left, right = keras.ops.split(x, 2, axis=-1)
+    left = keras.layers.Dense(2, name="left")(left)
+    x = keras.layers.Concatenate(name="concat")([left, right])
+    outputs = keras.layers.Dense(3, name="dense")(x)
+    return keras.Model(inputs, outputs, name="ops_model")
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.slow
+@pytest.mark.parametrize("name", keras_hub_models.BACKBONES)
+def test_keras_hub_cut_points_are_the_single_tensor_cuts(name):
+    model = hub_backbone(name)
+
+    points = frozen_bn.cut_points(model)
+
+    assert len(points) >= 5
+    for at in points:
+        base, _ = frozen_bn.split_model(model, at)
+        assert len(base.outputs) == 1, at
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.slow
+@pytest.mark.parametrize("name, at, crossing", HUB_CUTS)
+def test_keras_hub_head_of_base_equals_model(name, at, crossing):
+    model = hub_backbone(name)
+    x = images()
+    base, head = frozen_bn.split_model(
+        model, keras_hub_models.cut_name(model, at)
+    )
+
+    features = base(x, training=False)
+
+    assert len(keras.tree.flatten(features)) == crossing
+    np.testing.assert_array_equal(
+        to_numpy(head(features, training=False)), infer(model, x)
+    )
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.slow
+@pytest.mark.parametrize("name, at", HUB_JOINS)
+def test_keras_hub_join_predicts_like_model(name, at):
+    model = hub_backbone(name)
+    x = images(count=4)
+
+    joined = frozen_bn.join(
+        *frozen_bn.split_model(model, keras_hub_models.cut_name(model, at))
+    )
+
+    np.testing.assert_array_equal(infer(joined, x), infer(model, x))
+    np.testing.assert_array_equal(
+        joined.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet_v2", "cspnet"])
+def test_keras_ops_calls_are_cut_points_not_key_errors(name):
+    # A `keras.ops` call is a node of the graph but not in `model.layers`:
+    # looking it up there raised a bare KeyError.
+    model = hub_backbone(name)
+    first = keras_hub_models.ops_calls(model)[0]
+    position = model.operations.index(first)
+    before = model.operations[position - 1].name
+
+    points = frozen_bn.cut_points(model)
+    base, _ = frozen_bn.split_model(model, first.name)
+
+    assert before in points
+    assert (first.name in points) == (len(base.outputs) == 1)
+
+
+@pytest.mark.parametrize(
+    "at, crossing",
+    [("conv", 1), ("ops.pad", 1), ("bn", 1), ("ops.split", 2), ("left", 2)],
+)
+def test_keras_ops_call_is_cut_like_a_layer(at, crossing):
+    model = ops_model()
+    pad = keras_hub_models.cut_name(model, "ops.pad")
+    x = images(size=6)
+
+    base, head = frozen_bn.split_model(
+        model, keras_hub_models.cut_name(model, at)
+    )
+
+    assert len(base.outputs) == crossing
+    features = base(x, training=False)  # a list: keep its tensors apart
+    np.testing.assert_array_equal(infer(head, features), infer(model, x))
+    assert frozen_bn.cut_points(model) == ["conv", pad, "bn", "concat"]
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.slow
+def test_keras_hub_classifier_splits_after_its_backbone():
+    classifier = keras_hub_models.image_classifier("resnet_v2")
+    backbone = classifier.backbone
+    x = images()
+
+    base, head = frozen_bn.split_model(classifier, backbone.name)
+
+    assert base.layers[-1] is backbone
+    assert backbone.name in frozen_bn.cut_points(classifier)
+    np.testing.assert_array_equal(
+        infer(head, infer(base, x)), infer(classifier, x)
+    )
+    joined = frozen_bn.join(backbone, head)
+    np.testing.assert_array_equal(infer(joined, x), infer(classifier, x))
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.slow
+def test_keras_hub_split_does_not_change_backbone():
+    model = hub_backbone("cspnet")
+    before = all_weights(model)
+    config = model.get_config()
+    x = images()
+    expected = infer(model, x)
+
+    frozen_bn.split_model(model, keras_hub_models.cut_name(model, "ops.split"))
+
+    assert model.get_config() == config
+    assert_weights_bitwise_equal(before, all_weights(model))
+    np.testing.assert_array_equal(infer(model, x), expected)
 
 
 def test_index_and_name_give_the_same_split():
@@ -290,6 +465,50 @@ def test_join_rejects_parts_that_do_not_fit():
     _, head = frozen_bn.split_model(model, 3)
     with pytest.raises(ValueError, match=r"Expected `head` to take"):
         frozen_bn.join(base, head)
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.slow
+def test_split_rejects_cut_after_keras_hub_output():
+    model = hub_backbone("resnet_v2")
+    with pytest.raises(
+        ValueError,
+        match=r"after 'post_relu' .*model output is computed .* Nearest cut "
+        r"points: \[.*'stack1_block0_out', 'post_bn'\]",
+    ):
+        frozen_bn.split_model(model, "post_relu")
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.slow
+def test_split_rejects_layer_inside_keras_hub_backbone():
+    classifier = keras_hub_models.image_classifier("resnet_v1")
+    with pytest.raises(
+        ValueError,
+        match=r"Received: at='pool1_pool', which is inside nested model "
+        rf"'{classifier.backbone.name}'",
+    ):
+        frozen_bn.split_model(classifier, "pool1_pool")
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.slow
+def test_join_rejects_keras_hub_parts_that_do_not_fit():
+    model = hub_backbone("resnet_v1")
+    base, _ = frozen_bn.split_model(model, "pool1_pool")
+    _, head = frozen_bn.split_model(model, "stack1_block0_add")
+    with pytest.raises(ValueError, match=r"Expected `head` to take"):
+        frozen_bn.join(base, head)
+
+
+@keras_hub_models.requires_keras_hub
+def test_split_rejects_model_class():
+    with pytest.raises(
+        TypeError,
+        match=r"Expected `model` to be a keras.Model. "
+        r"Received: model=<class '.*\.ResNetBackbone'>",
+    ):
+        frozen_bn.cut_points(keras_hub_models.keras_hub.models.ResNetBackbone)
 
 
 def test_join_rejects_non_model():
