@@ -10,24 +10,15 @@ import pytest
 
 import frozen_bn
 from frozen_bn import _walk, cli
-from tests.conftest import all_weights, assert_weights_bitwise_equal, to_numpy
+from tests.conftest import (
+    all_weights,
+    assert_weights_bitwise_equal,
+    randomize_batch_norms,
+    to_numpy,
+)
 
 BACKEND = keras.backend.backend()
 L = keras.layers
-
-
-def randomize_batch_norms(model, seed=0):
-    """Non-trivial statistics, gamma and beta, so every fold changes weights."""
-    rng = np.random.default_rng(seed)
-    for bn in _walk.batch_norm_layers(model):
-        n = bn.moving_mean.shape[0]
-        bn.moving_mean.assign(rng.normal(0.0, 0.5, n))
-        bn.moving_variance.assign(rng.uniform(0.5, 2.0, n))
-        if bn.scale:
-            bn.gamma.assign(rng.uniform(0.5, 1.5, n))
-        if bn.center:
-            bn.beta.assign(rng.normal(0.0, 0.5, n))
-    return model
 
 
 def random_inputs(model, batch=2, seed=1):
