@@ -46,7 +46,40 @@ def check_verbose(verbose):
     return verbose
 
 
-def iter_input_batches(data, *, batch_size=32, steps=None):
+def preprocessing(model):
+    """The per-batch preprocessing that `fit()` applies to `model`'s data.
+
+    A keras-hub task (`keras_hub.models.Task`, e.g. an `ImageClassifier`)
+    preprocesses each batch with its `preprocessor` in `fit()`, `evaluate()`
+    and `predict()`, through its `preprocess_samples(x, y, sample_weight)`
+    method, but not when it is called directly: `model(x)` takes inputs
+    that are already preprocessed. A pass that calls the model itself must
+    apply it.
+
+    Returns:
+        A function from a batch's inputs to the model's inputs (numpy), or
+        `None` for a model without preprocessing.
+    """
+    preprocess_samples = getattr(model, "preprocess_samples", None)
+    if getattr(model, "preprocessor", None) is None or not callable(
+        preprocess_samples
+    ):
+        return None
+
+    def preprocess(x):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(preprocess_samples(x))
+        return keras.tree.map_structure(_host, x)
+
+    return preprocess
+
+
+def _host(value):
+    if keras.ops.is_tensor(value):
+        return keras.ops.convert_to_numpy(value)
+    return np.asarray(value)  # numpy, or a tf tensor on another backend
+
+
+def iter_input_batches(data, *, batch_size=32, steps=None, preprocess=None):
     """Yields the model inputs of each batch in `data`.
 
     Args:
@@ -58,6 +91,8 @@ def iter_input_batches(data, *, batch_size=32, steps=None):
         batch_size: Batch size used to slice arrays; ignored for forms that
             are already batched.
         steps: If given, stop after this many batches.
+        preprocess: If given, a function applied to each batch's inputs, as
+            returned by `preprocessing(model)`.
 
     Returns:
         A pair `(batches, count)`: an iterator over input batches and the
@@ -82,10 +117,10 @@ def iter_input_batches(data, *, batch_size=32, steps=None):
     count = _known_length(data, batch_size)
     if steps is not None:
         count = steps if count is None else min(count, steps)
-    return _batches(data, batch_size, count), count
+    return _batches(data, batch_size, count, preprocess), count
 
 
-def _batches(data, batch_size, count):
+def _batches(data, batch_size, count, preprocess):
     inputs = _inputs_of(data)
     if _is_array(keras.tree.flatten(inputs)[0]):
         source = _slice_batches(inputs, batch_size)
@@ -96,4 +131,5 @@ def _batches(data, batch_size, count):
     for index, element in enumerate(source):
         if count is not None and index >= count:
             return
-        yield keras.tree.map_structure(np.asarray, _inputs_of(element))
+        x = keras.tree.map_structure(np.asarray, _inputs_of(element))
+        yield x if preprocess is None else preprocess(x)

@@ -17,7 +17,9 @@ The pass is compiled the way `predict()` compiles: a `tf.function` on
 TensorFlow (and for tf_keras models), `jax.jit` of `stateless_call` on JAX,
 eager under `torch.no_grad()` on torch; `model.run_eagerly = True` runs it
 eagerly. Whatever the layers write while the model runs in training mode
-(moving statistics, random seeds) is put back at the end of the pass.
+(moving statistics, random seeds) is put back at the end of the pass. A
+keras-hub task's preprocessor runs on each batch first, on the host, as in
+`fit()`.
 """
 
 import dataclasses
@@ -28,7 +30,7 @@ import numpy as np
 from frozen_bn import _moments
 from frozen_bn._checks import is_tf_keras_model as _is_tf_keras
 from frozen_bn._checks import runs_on_tensorflow
-from frozen_bn._data import check_verbose, iter_input_batches
+from frozen_bn._data import check_verbose, iter_input_batches, preprocessing
 
 
 @dataclasses.dataclass
@@ -74,7 +76,8 @@ def measure_inputs(
 
     Args:
         model: A built Keras 3 or tf_keras model containing `layers`.
-        data: Any form `iter_input_batches` accepts.
+        data: Any form `iter_input_batches` accepts; preprocessed per batch
+            as `fit()` would (see `_data.preprocessing`).
         layers: The BatchNormalization layers to measure.
         training: The `training` argument the model is called with.
         batch_statistics: Layers (among `layers`) that normalize with the
@@ -93,7 +96,10 @@ def measure_inputs(
     """
     verbose = check_verbose(verbose)
     batches, count = iter_input_batches(
-        data, batch_size=batch_size, steps=steps
+        data,
+        batch_size=batch_size,
+        steps=steps,
+        preprocess=preprocessing(model),
     )
     shapes = [tuple(layer.moving_mean.shape) for layer in layers]
     totals = [

@@ -25,19 +25,37 @@ def iter_layers(model):
     """Yields every layer inside `model`, depth first, in model order.
 
     Nested models (and the layers inside them) and layers tracked by
-    subclassed models (attributes, lists, dicts) are included; a shared layer
-    is yielded once. `model` itself is not.
+    subclassed models and layers (attributes, lists, dicts: the sublayers of
+    a custom block layer) are included; a shared layer is yielded once.
+    `model` itself is not.
+    """
+    for layer, _ in iter_layers_with_parents(model):
+        yield layer
+
+
+def iter_layers_with_parents(model):
+    """Yields `(layer, parents)` for every layer of `iter_layers(model)`.
+
+    `parents` is the tuple of layers between `model` (excluded) and `layer`,
+    outermost first: `()` for a layer of `model` itself, `(block,)` for a
+    sublayer of a custom layer `block`. A shared layer comes with the
+    parents it is first reached through.
     """
     seen = set()
 
-    def visit(layer):
+    def visit(layer, parents):
         for child in layer._flatten_layers(include_self=False, recursive=False):
             if id(child) not in seen:
                 seen.add(id(child))
-                yield child
-                yield from visit(child)
+                yield child, parents
+                yield from visit(child, (*parents, child))
 
-    yield from visit(model)
+    yield from visit(model, ())
+
+
+def layer_path(layer, parents):
+    """`layer`'s name prefixed by its parents': `"block/conv"`."""
+    return "/".join([*(parent.name for parent in parents), layer.name])
 
 
 def batch_norm_classes():

@@ -15,7 +15,7 @@ import reprlib
 import keras
 import numpy as np
 
-from frozen_bn import _probe, _training_arg
+from frozen_bn import _data, _probe, _training_arg
 from frozen_bn._checks import check_model
 from frozen_bn._walk import (
     batch_norm_layers,
@@ -177,7 +177,9 @@ class DiagnosisReport:
             inference-mode outputs, divided by the standard deviation of
             all their values (both modes pooled); 0 when they agree.
         prediction_disagreement: Fraction of samples whose predicted class
-            (argmax, or threshold 0.5 for one output) differs between modes.
+            (argmax, or threshold 0.5 for one output) differs between modes;
+            `None` when the outputs are not one vector of scores per sample
+            (e.g. a backbone's feature map).
         task: `"binary"` or `"multiclass"` with labels, else `None`.
         chance: Accuracy of always predicting the most frequent label.
         inference: Metrics in inference mode (`loss`, `accuracy`, and for a
@@ -195,7 +197,7 @@ class DiagnosisReport:
     samples: int
     layers: list
     output_gap: float
-    prediction_disagreement: float
+    prediction_disagreement: float | None
     task: str | None = None
     chance: float | None = None
     inference: dict | None = None
@@ -227,12 +229,16 @@ class DiagnosisReport:
 
     def to_text(self):
         """The report as an aligned table and the verdict, for printing."""
-        lines = [
-            f"frozen_bn diagnosis on {self.samples} samples",
+        gap = (
             f"output gap (training vs inference): {self.output_gap:.3f} "
-            f"(in output standard deviations); predictions differ on "
-            f"{_percent(self.prediction_disagreement)} of samples",
-        ]
+            "(in output standard deviations)"
+        )
+        if self.prediction_disagreement is not None:
+            gap += (
+                "; predictions differ on "
+                f"{_percent(self.prediction_disagreement)} of samples"
+            )
+        lines = [f"frozen_bn diagnosis on {self.samples} samples", gap]
         if self.task is not None:
             lines += ["", *_metric_table(self), ""]
         rows = [
@@ -318,9 +324,10 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
     the tell-tale sign is accuracy close to chance while the ROC AUC stays
     high, or a large accuracy gap between the modes; without, a large gap
     between the outputs. Each BatchNormalization layer (stock Keras 3,
-    frozen_bn, tf_keras) is measured too: the mean and variance of its
-    inputs on `x` against its moving statistics, and how `fit()` will run
-    it, so the layers at risk are named before training.
+    frozen_bn, tf_keras) is measured too, those inside nested models and
+    custom layers included: the mean and variance of its inputs on `x`
+    against its moving statistics, and how `fit()` will run it, so the
+    layers at risk are named before training.
 
     The verdict flags the model when any of these holds:
     - inference accuracy within 10 points of chance while the ROC AUC is
@@ -341,9 +348,12 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
     `[0, 1]`; rows summing to 1 for several outputs), otherwise as logits.
 
     Args:
-        model: A built Keras 3 or tf_keras model with one output for the
-            metrics (any number otherwise).
-        x: The inputs: a numpy array, or a list/dict of them.
+        model: A built Keras 3 or tf_keras model with one output of class
+            scores per sample for the metrics; any outputs otherwise (e.g.
+            a backbone's feature maps, compared by the output gap alone).
+        x: The inputs: a numpy array, or a list/dict of them. A keras-hub
+            task with a `preprocessor` preprocesses them first, as in
+            `predict()`.
         y: Optional labels: 0/1 for one output (binary), class indices or
             one-hot rows for several (multiclass).
         batch_size: Batch size of both passes; batch statistics are those
@@ -383,7 +393,13 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
         verbose=verbose,
         return_outputs=True,
     )
+    scores = _are_scores(inference)
     inference, training = _flat(inference), _flat(training)
+    disagreement = None  # A feature map has no predicted class.
+    if scores:
+        disagreement = float(
+            np.mean(_predicted(inference) != _predicted(training))
+        )
     report = DiagnosisReport(
         samples=samples,
         layers=[
@@ -393,9 +409,7 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
             )
         ],
         output_gap=_output_gap(inference, training),
-        prediction_disagreement=float(
-            np.mean(_predicted(inference) != _predicted(training))
-        ),
+        prediction_disagreement=disagreement,
         switched_off=[layer.name for layer in switched_off_layers(model)],
     )
     if labels is not None:
@@ -418,9 +432,11 @@ def _check_inputs(model, x):
             "Expected `x` to be a numpy array or a list/dict of them. "
             f"Received: x={reprlib.repr(x)} of type {type(x).__name__}"
         )
+    # A preprocessor (keras-hub) decides which inputs it takes.
+    preprocessed = _data.preprocessing(model) is not None
     expected = [tuple(t.shape) for t in getattr(model, "inputs", None) or []]
     received = [tuple(a.shape) for a in arrays]
-    if expected and not _shapes_fit(expected, received):
+    if expected and not preprocessed and not _shapes_fit(expected, received):
         raise ValueError(
             f"Expected `x` to fit the inputs of `model` ({model.name!r}), of "
             f"shapes {_shape_text(expected)}. Received: x of shapes "
@@ -451,6 +467,11 @@ def _check_labels(y, samples):
             f"Received: y of shape {labels.shape}"
         )
     return labels
+
+
+def _are_scores(outputs):
+    """Whether `outputs` is one vector (or scalar) per sample: classes."""
+    return all(np.ndim(output) <= 2 for output in keras.tree.flatten(outputs))
 
 
 def _flat(outputs):

@@ -57,7 +57,8 @@ _REMOVED = object()
 class FoldReport:
     """What `fold_batch_norms` folded and what it kept.
 
-    Layers inside nested models are named `"nested_model/layer"`.
+    Layers inside nested models and custom layers are named by their path,
+    e.g. `"nested_model/layer"` or `"block/layer"`.
 
     Attributes:
         folded: Tuple of `(batch_norm, layer)` name pairs: each BN folded
@@ -96,18 +97,29 @@ def fold_batch_norms(model):
     and feeds nothing but the BN, and the BN normalizes that layer's channel
     axis (`channels_last` and `channels_first` alike). The layer gets a bias
     if it had none. Every other BN is kept, and the report says why. Nested
-    Functional and Sequential models are folded too.
+    Functional and Sequential models are folded too. A custom layer (e.g.
+    the blocks of keras-hub's MobileNet) is copied whole, BNs included: its
+    `call` is Python code, not a graph that can be rewritten.
 
     Folding uses the moving statistics, so the result is for inference: it
     predicts like `model` in inference mode (up to float rounding; the
     folded weights are computed in float64), while training it would not
     normalize with batch statistics. `model` itself is not modified: the
-    result is a clone with its own weights. Kept `frozen_bn`
-    BatchNormalization layers become stock Keras ones (the same in
-    inference), so the result loads without `frozen_bn`.
+    result is a clone with its own weights and the same `trainable` flags.
+    Kept `frozen_bn` BatchNormalization layers become stock Keras ones (the
+    same in inference), so the result loads without `frozen_bn`.
+
+    The result is a plain Functional `keras.Model` (or a `keras.Sequential`)
+    whatever the class of `model`, and so are the nested models in it. A
+    subclass of a Functional model, such as a keras-hub backbone or task,
+    would rebuild its layers, folded BNs included, from its constructor
+    arguments when loaded; the plain model saves its graph instead. A
+    keras-hub task's `preprocessor` is not part of its graph: the folded
+    model takes preprocessed inputs.
 
     Args:
-        model: A built Functional or Sequential `keras.Model`.
+        model: A built Functional or Sequential `keras.Model` (a subclassed
+            Functional model, such as a keras-hub backbone, included).
 
     Returns:
         A tuple `(folded_model, report)`: the new model and a `FoldReport`.
@@ -118,23 +130,40 @@ def fold_batch_norms(model):
     >>> print(report.to_text())
     >>> folded.save("model_folded.keras")
     """
+    # 1. Decide which BN folds into which layer.
     _check_model(model)
     folds, kept = _plan(model)
+    # 2. Clone the graph without the folded BNs.
     clones = {}
     folded_model = _clone(model, folds, clones)
     clones[id(model)] = (model, folded_model)
-    # Parents before children: a model's `trainable` flag sets its layers'.
+    # 3. Copy weights and `trainable` flags, parents before children: a
+    # layer's `trainable` flag sets its sublayers'.
+    inside = {}  # id -> clone, for the sublayers of layers cloned whole.
     for layer in (model, *_walk.iter_layers(model)):
-        if id(layer) not in clones:
-            continue  # A folded BN, or inside a layer cloned as a whole.
-        clone = clones[id(layer)][1]
+        if id(layer) in clones:
+            clone = clones[id(layer)][1]
+        elif id(layer) in inside:
+            clone = inside[id(layer)]  # Its weights came with its parent's.
+        else:
+            continue  # A folded BN.
         if clone.trainable != layer.trainable:  # The setter recurses.
             clone.trainable = layer.trainable
         if id(layer) in folds.producers:
             _set_folded_weights(layer, folds.producers[id(layer)], clone)
-        elif not _is_graph(layer):
+        elif id(layer) in clones and not _is_graph(layer):
             clone.set_weights(layer.get_weights())
+            inside.update(_sublayer_clones(layer, clone))
     return folded_model, FoldReport(tuple(folds.names), tuple(kept))
+
+
+def _sublayer_clones(layer, clone):
+    """`{id(sublayer): its clone}` for a layer rebuilt from its config."""
+    originals = list(_walk.iter_layers(layer))
+    copies = list(_walk.iter_layers(clone))
+    if [type(x) for x in originals] != [type(x) for x in copies]:
+        return {}  # Not rebuilt alike: its sublayers keep their own flags.
+    return {id(x): y for x, y in zip(originals, copies, strict=True)}
 
 
 def _check_model(model):
@@ -175,28 +204,40 @@ def _plan(model):
     calls = collections.Counter(
         id(layer) for graph_edges in edges.values() for layer, *_ in graph_edges
     )
-    decisions = {}  # id(bn) -> (bn name, producer or None, reason or None)
+    classes = _walk.batch_norm_classes()
+    decisions = {}  # id(bn) -> (producer or None, reason or None)
     for graph in graphs:
-        prefix = "" if graph is model else f"{graph.name}/"
         for bn, producer, users in edges[id(graph)]:
-            if isinstance(bn, _walk.batch_norm_classes()):
+            if isinstance(bn, classes):
                 reason = _why_kept(bn, producer, users, calls)
-                decisions.setdefault(
-                    id(bn), (prefix + bn.name, producer, reason)
-                )
+                decisions.setdefault(id(bn), (producer, reason))
     folds, kept = _Folds(), []
-    for bn in _walk.batch_norm_layers(model):
-        name, producer, reason = decisions.get(
-            id(bn), (bn.name, None, "it is not called by a model's graph")
+    for bn, parents in _walk.iter_layers_with_parents(model):
+        if not isinstance(bn, classes):
+            continue
+        name = _walk.layer_path(bn, parents)
+        producer, reason = decisions.get(
+            id(bn), (None, _why_not_in_a_graph(parents))
         )
         if reason:
             kept.append((name, reason))
         else:
             folds.producers[id(producer)] = bn
             folds.batch_norms.add(id(bn))
-            prefix = name[: -len(bn.name)]
-            folds.names.append((name, prefix + producer.name))
+            folds.names.append((name, _walk.layer_path(producer, parents)))
     return folds, kept
+
+
+def _why_not_in_a_graph(parents):
+    """Why a BN that no graph calls is kept, given the layers holding it."""
+    if parents and not _is_graph(parents[-1]):
+        owner = parents[-1]
+        return (
+            f"it is called by the Python code of `{owner.name}` (a "
+            f"{type(owner).__name__}), not by a Functional or Sequential "
+            "graph"
+        )
+    return "it is not called by a model's graph"
 
 
 def _edges(graph):
@@ -298,9 +339,15 @@ def _clone(model, folds, clones):
             name=model.name,
             trainable=model.trainable,
         )
-    return keras.models.clone_model(
+    clone = keras.models.clone_model(
         model, clone_function=clone_layer, call_function=call_layer
     )
+    # `clone_model` keeps a subclass whose constructor takes `(inputs,
+    # outputs)` or `(*args, **kwargs)`; the result is a plain Functional.
+    plain = keras.Model(clone.input, clone.output, name=model.name)
+    if clone.compiled:
+        plain.compile_from_config(clone.get_compile_config())
+    return plain
 
 
 def _clone_one(layer, folds, clones):

@@ -53,10 +53,13 @@ def recalibrate(
             model), an `(x, y)` or `(x, y, sample_weight)` tuple of those, a
             `tf.data.Dataset`, a `keras.utils.PyDataset`, or any iterable
             (e.g. a generator) of batches. Only the model inputs are used.
+            A keras-hub task with a `preprocessor` preprocesses each batch
+            first, as in `fit()`.
         steps: If given, the pass stops after this many batches.
         layers: The BatchNormalization layers to recalibrate, as layers or
             layer names; `None` (default) for every BN layer in `model`,
-            nested models included.
+            those of nested models and inside custom layers (e.g. the
+            blocks of keras-hub's MobileNet) included.
         batch_size: Batch size used to slice arrays; ignored for forms that
             are already batched. Batch statistics are noisier for small
             batches, which matters for the layers above.

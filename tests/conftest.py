@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from frozen_bn import _walk
+
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
@@ -34,3 +36,17 @@ def assert_weights_bitwise_equal(before, after):
     for (path, value), (_, other) in zip(before, after, strict=True):
         assert value.dtype == other.dtype, path
         np.testing.assert_array_equal(other, value, err_msg=path)
+
+
+def randomize_batch_norms(model, seed=0):
+    """Non-trivial statistics, gamma and beta, so every fold changes weights."""
+    rng = np.random.default_rng(seed)
+    for bn in _walk.batch_norm_layers(model):
+        n = bn.moving_mean.shape[0]
+        bn.moving_mean.assign(rng.normal(0.0, 0.5, n))
+        bn.moving_variance.assign(rng.uniform(0.5, 2.0, n))
+        if bn.scale:
+            bn.gamma.assign(rng.uniform(0.5, 1.5, n))
+        if bn.center:
+            bn.beta.assign(rng.normal(0.0, 0.5, n))
+    return model

@@ -1,6 +1,5 @@
 """Tests for `frozen_bn.cache_features` (Keras 3, every backend)."""
 
-import functools
 import os
 
 import keras
@@ -63,12 +62,6 @@ def expected_features(base, x):
     return base.predict(x, batch_size=BATCH, verbose=0)
 
 
-@functools.cache
-def hub_backbone(name):
-    """Each keras-hub architecture once per module; no test changes it."""
-    return keras_hub_models.backbone(name)
-
-
 def hub_images():
     """One batch of 32x32 images: on JAX, each batch shape compiles."""
     rng = np.random.default_rng(2)
@@ -125,7 +118,7 @@ def test_features_equal_base_predict(form):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, at", HUB_CUTS)
 def test_keras_hub_features_equal_base_outputs(name, at):
-    model = hub_backbone(name)
+    model = keras_hub_models.shared_backbone(name)
     base, _ = frozen_bn.split_model(model, keras_hub_models.cut_name(model, at))
     x = hub_images()
 
@@ -149,7 +142,7 @@ def test_keras_hub_features_equal_base_outputs(name, at):
 @keras_hub_models.requires_keras_hub
 @pytest.mark.slow
 def test_keras_hub_backbone_is_cached_whole():
-    backbone = hub_backbone("resnet_v2")
+    backbone = keras_hub_models.shared_backbone("resnet_v2")
     x = hub_images()
 
     features = frozen_bn.cache_features(
@@ -162,7 +155,7 @@ def test_keras_hub_backbone_is_cached_whole():
 @keras_hub_models.requires_keras_hub
 @pytest.mark.slow
 def test_keras_hub_cached_halves_feed_the_head():
-    model = hub_backbone("cspnet")
+    model = keras_hub_models.shared_backbone("cspnet")
     base, head = frozen_bn.split_model(
         model, keras_hub_models.cut_name(model, "ops.split")
     )

@@ -9,6 +9,8 @@ import pytest
 
 import frozen_bn
 from frozen_bn import cli, diagnostics
+from frozen_bn._walk import batch_norm_layers
+from tests import keras_hub_models
 from tests.conftest import all_weights, assert_weights_bitwise_equal, to_numpy
 from tests.guide_pattern import HONOURS_TRAINING_FALSE, LEAKS_TRAINING_FALSE
 
@@ -227,6 +229,99 @@ def test_multiclass_metrics_match_numpy():
     )
     assert report.chance == pytest.approx(22 / 64)
     assert any("dropout" in note for note in report.notes)
+
+
+# keras-hub backbones (a 4-D feature map out, BNs inside custom blocks in
+# MobileNetV3) and an ImageClassifier task
+
+
+def batch_norm_inputs(model, x, monkeypatch):
+    """Each BN's inputs in one eager inference-mode call, as float64 numpy.
+
+    Independent of frozen_bn's probe: the class's `call` is wrapped (the
+    probe wraps instances'), which reaches BNs inside custom layers too.
+    """
+    inputs = {}
+    call = keras.layers.BatchNormalization.call
+
+    def recording_call(self, x, *args, **kwargs):
+        inputs[id(self)] = to_numpy(x).astype("float64")
+        return call(self, x, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.layers.BatchNormalization, "call", recording_call)
+        model(x, training=False)
+    return inputs
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.parametrize("name", sorted(keras_hub_models.BACKBONES))
+def test_keras_hub_backbone_rows_match_numpy(name, monkeypatch):
+    model = keras_hub_models.shared_backbone(name)
+    x = np.random.default_rng(11).normal(0.5, 2.0, (8, 32, 32, 3))
+    x = x.astype("float32")
+    before = all_weights(model)
+
+    report = frozen_bn.diagnose(model, x, batch_size=4, verbose=0)
+
+    assert_weights_bitwise_equal(before, all_weights(model))
+    layers = batch_norm_layers(model)
+    assert [row.name for row in report.layers] == [bn.name for bn in layers]
+    values = batch_norm_inputs(model, x, monkeypatch)
+    for row, layer in zip(report.layers, layers, strict=True):
+        moving_mean = to_numpy(layer.moving_mean).astype("float64")
+        moving_variance = to_numpy(layer.moving_variance).astype("float64")
+        eps = layer.epsilon
+        axes = (0, 1, 2)
+        mean, variance = (
+            values[id(layer)].mean(axes),
+            values[id(layer)].var(axes),
+        )
+        shift = (mean - moving_mean) / np.sqrt(moving_variance + eps)
+        ratio = (variance + eps) / (moving_variance + eps)
+        np.testing.assert_allclose(
+            row.mean_shift, np.sqrt(np.mean(shift**2)), 1e-4, err_msg=row.name
+        )
+        # Float32 moments take the variance as E[x^2] - E[x]^2 (as Keras's
+        # BN does), which loses mean^2 / variance times float32 precision:
+        # deep layers of these untrained backbones reach 1000 or more.
+        condition = np.max(mean**2 / (variance + eps))
+        np.testing.assert_allclose(
+            row.variance_ratio,
+            np.exp(np.mean(np.log(ratio))),
+            1e-4 + 1e-6 * condition,
+            err_msg=row.name,
+        )
+    # A feature map has no predicted class: no disagreement is reported.
+    assert report.task is None
+    assert report.prediction_disagreement is None
+    assert "predictions differ" not in report.to_text()
+
+
+@keras_hub_models.requires_keras_hub
+def test_keras_hub_classifier_is_diagnosed_on_preprocessed_images():
+    # The preprocessor resizes 48x48 images to 32x32 and scales them, as
+    # `predict()` does; the model itself takes only 32x32 inputs.
+    classifier = keras_hub_models.image_classifier(scale=1 / 255)
+    rng = np.random.default_rng(12)
+    x = rng.uniform(0, 255, (12, 48, 48, 3)).astype("float32")
+    y = np.arange(12) % 3
+    logits = classifier.predict(x, batch_size=4, verbose=0).astype("float64")
+    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+
+    report = frozen_bn.diagnose(classifier, x, y, batch_size=4, verbose=0)
+
+    assert report.task == "multiclass"
+    assert report.inference["accuracy"] == np.mean(logits.argmax(1) == y)
+    np.testing.assert_allclose(
+        report.inference["loss"],
+        -np.mean(np.log(probabilities[np.arange(len(y)), y])),
+        1e-4,
+    )
+    assert [row.name for row in report.layers] == [
+        layer.name for layer in batch_norm_layers(classifier)
+    ]
+    assert 0.0 <= report.prediction_disagreement <= 1.0
 
 
 # No mutation, behaviour under fit()

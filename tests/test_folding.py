@@ -10,24 +10,16 @@ import pytest
 
 import frozen_bn
 from frozen_bn import _walk, cli
-from tests.conftest import all_weights, assert_weights_bitwise_equal, to_numpy
+from tests import keras_hub_models
+from tests.conftest import (
+    all_weights,
+    assert_weights_bitwise_equal,
+    randomize_batch_norms,
+    to_numpy,
+)
 
 BACKEND = keras.backend.backend()
 L = keras.layers
-
-
-def randomize_batch_norms(model, seed=0):
-    """Non-trivial statistics, gamma and beta, so every fold changes weights."""
-    rng = np.random.default_rng(seed)
-    for bn in _walk.batch_norm_layers(model):
-        n = bn.moving_mean.shape[0]
-        bn.moving_mean.assign(rng.normal(0.0, 0.5, n))
-        bn.moving_variance.assign(rng.uniform(0.5, 2.0, n))
-        if bn.scale:
-            bn.gamma.assign(rng.uniform(0.5, 1.5, n))
-        if bn.center:
-            bn.beta.assign(rng.normal(0.0, 0.5, n))
-    return model
 
 
 def random_inputs(model, batch=2, seed=1):
@@ -121,6 +113,158 @@ def test_original_is_untouched(name):
     after = snapshot(model)
     assert_weights_bitwise_equal(before[0], after[0])
     assert before[1] == after[1]
+
+
+# ----------------------------------------------------------------------------
+# keras-hub backbones: subclassed Functional models, with `keras.ops` nodes
+# (ResNet v2's `ops.pad`, CSPNet's `ops.split`) and, in MobileNetV3, BNs
+# inside custom block layers.
+
+BACKBONES = sorted(keras_hub_models.BACKBONES)
+
+# In these every BN directly follows a convolution in the graph.
+HUB_FOLDS_EVERY_BATCH_NORM = [
+    "cspnet",
+    "efficientnet",
+    "resnet_v1",
+    "resnet_vd",
+    "xception",
+]
+
+
+@functools.cache
+def folded_backbone(name):
+    """A shared backbone, its snapshot, fold and report (read-only)."""
+    model = keras_hub_models.shared_backbone(name)
+    before = snapshot(model)
+    folded, report = frozen_bn.fold_batch_norms(model)
+    return model, before, folded, report
+
+
+def batch_norm_paths(model):
+    return [
+        _walk.layer_path(layer, parents)
+        for layer, parents in _walk.iter_layers_with_parents(model)
+        if isinstance(layer, L.BatchNormalization)
+    ]
+
+
+def is_plain_functional(model):
+    inputs = keras.Input((1,))
+    return type(model) is type(keras.Model(inputs, L.Identity()(inputs)))
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.parametrize("name", BACKBONES)
+def test_keras_hub_backbones_predict_like_the_original(name):
+    model, _, folded, report = folded_backbone(name)
+    names = [bn for bn, _ in report.folded + report.kept]
+    assert sorted(names) == sorted(batch_norm_paths(model))
+    assert report.folded
+    assert len(_walk.batch_norm_layers(folded)) == len(report.kept)
+    if name in HUB_FOLDS_EVERY_BATCH_NORM:
+        assert report.kept == ()
+    assert_predicts_like(folded, model, random_inputs(model, batch=4))
+
+
+@keras_hub_models.requires_keras_hub
+def test_keras_hub_batch_norms_inside_blocks_are_kept_with_a_reason():
+    model, _, folded, report = folded_backbone("mobilenet_v3")
+    in_graph = {id(_walk.node_layer(n)) for n in _walk.graph_nodes(model)}
+    inside = [
+        (bn, parents[-1])
+        for bn, parents in _walk.iter_layers_with_parents(model)
+        if isinstance(bn, L.BatchNormalization) and id(bn) not in in_graph
+    ]
+    assert len(inside) == 12
+    assert report.kept == tuple(
+        (
+            f"{block.name}/{bn.name}",
+            f"it is called by the Python code of `{block.name}` (a "
+            f"{type(block).__name__}), not by a Functional or Sequential "
+            "graph",
+        )
+        for bn, block in inside
+    )
+    assert report.folded == (("input_batch_norm", "input_conv"),)
+    # The blocks are copied whole, BNs included. (By class: keras-hub's
+    # DepthwiseConvBlock renames itself and its sublayers in `from_config`.)
+    assert [
+        type(parents[-1]).__name__
+        for bn, parents in _walk.iter_layers_with_parents(folded)
+        if isinstance(bn, L.BatchNormalization)
+    ] == [type(block).__name__ for _, block in inside]
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.parametrize("name", BACKBONES)
+def test_keras_hub_original_is_untouched(name):
+    model, before, _, _ = folded_backbone(name)
+    after = snapshot(model)
+    assert_weights_bitwise_equal(before[0], after[0])
+    assert before[1] == after[1]
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.parametrize("name", BACKBONES)
+def test_keras_hub_fold_is_a_plain_functional_model_that_loads(name, tmp_path):
+    model, _, folded, _ = folded_backbone(name)
+    assert not isinstance(folded, keras_hub_models.keras_hub.models.Backbone)
+    assert is_plain_functional(folded)
+    path = tmp_path / "folded.keras"
+    folded.save(path)
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    assert (config["module"], config["class_name"]) == (
+        "keras.src.models.functional",
+        "Functional",
+    )
+    restored = keras.models.load_model(path)
+    assert is_plain_functional(restored)
+    assert_weights_bitwise_equal(all_weights(folded), all_weights(restored))
+    x = random_inputs(model, batch=4)
+    np.testing.assert_array_equal(
+        restored.predict(x, verbose=0), folded.predict(x, verbose=0)
+    )
+
+
+@keras_hub_models.requires_keras_hub
+def test_keras_hub_trainable_flags_inside_blocks_are_kept():
+    model = keras_hub_models.shared_backbone("mobilenet_v3")
+    block = model.get_layer("block_1_0")
+    frozen = [block.conv1, block.batch_normalization2]
+    try:
+        for layer in frozen:
+            layer.trainable = False
+        folded, _ = frozen_bn.fold_batch_norms(model)
+    finally:
+        for layer in frozen:
+            layer.trainable = True
+    flags = {
+        _walk.layer_path(layer, parents): layer.trainable
+        for layer, parents in _walk.iter_layers_with_parents(folded)
+    }
+    assert flags["block_1_0/block_1_0_conv1"] is False
+    assert flags["block_1_0/block_1_0_bn2"] is False
+    assert flags["block_1_0/block_1_0_bn1"] is True
+    assert flags["block_1_0"] is True
+
+
+def test_subclass_with_a_functional_like_constructor_becomes_functional():
+    # `clone_model` alone would keep this class.
+    class Net(keras.Model):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    inputs = keras.Input((4,))
+    outputs = L.BatchNormalization()(L.Dense(3)(inputs))
+    model = randomize_batch_norms(Net(inputs, outputs))
+    model.compile(optimizer="sgd", loss="mse")
+    folded, report = frozen_bn.fold_batch_norms(model)
+    assert len(report.folded) == 1
+    assert is_plain_functional(folded)
+    assert folded.compiled and folded.loss == "mse"
+    assert_predicts_like(folded, model, random_inputs(model))
 
 
 # ----------------------------------------------------------------------------

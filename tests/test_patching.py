@@ -1,6 +1,5 @@
 """Tests for `patch_model` and `unpatch_model` on Keras 3 models."""
 
-import functools
 import subprocess
 import sys
 import warnings
@@ -540,12 +539,6 @@ def test_callable_must_return_a_bool():
 # Models that build their layers in code: keras-hub, custom blocks.
 
 
-@functools.cache
-def hub_backbone(name):
-    """A keras-hub backbone with random statistics; tests must not change it."""
-    return randomize_statistics(keras_hub_models.backbone(name))
-
-
 def hub_inputs(batch=2):
     shape = (batch, *keras_hub_models.IMAGE_SHAPE)
     return np.random.default_rng(0).normal(0.5, 0.5, shape).astype("float32")
@@ -554,7 +547,7 @@ def hub_inputs(batch=2):
 @keras_hub_models.requires_keras_hub
 @pytest.mark.parametrize("name", sorted(keras_hub_models.BACKBONES))
 def test_keras_hub_backbones_keep_their_class(name):
-    model = hub_backbone(name)
+    model = keras_hub_models.shared_backbone(name)
     x = hub_inputs()
     before = snapshot(model)
 
@@ -592,7 +585,9 @@ def test_keras_hub_task_patches_and_unpatches():
 
 @keras_hub_models.requires_keras_hub
 def test_patched_backbone_serves_as_a_task_backbone():
-    backbone = frozen_bn.patch_model(hub_backbone("resnet_v1"))
+    backbone = frozen_bn.patch_model(
+        keras_hub_models.shared_backbone("resnet_v1")
+    )
     task = keras_hub_models.keras_hub.models.ImageClassifier(
         backbone=backbone, num_classes=2
     )

@@ -7,6 +7,7 @@ import pytest
 import frozen_bn
 from frozen_bn import _probe
 from frozen_bn._walk import batch_norm_layers
+from tests import keras_hub_models
 from tests.conftest import all_weights, assert_weights_bitwise_equal, to_numpy
 
 # Float32 moments per batch against a float64 reference over all samples.
@@ -345,6 +346,90 @@ def test_inference_probe_measures_inputs_with_moving_statistics():
         np.testing.assert_array_equal(stats.count, per_feature)
         np.testing.assert_allclose(stats.mean, value.mean(axes), **TOLERANCE)
         np.testing.assert_allclose(stats.variance, value.var(axes), **TOLERANCE)
+
+
+# keras-hub backbones: subclassed Functional models; MobileNetV3 holds its
+# BNs inside custom block layers, where `layer.input` is not recorded.
+
+
+def keras_reference_statistics(model, x, batch_size):
+    """Population statistics of every BN input, from Keras's own BN code.
+
+    Independent of frozen_bn's probe, and it reaches BNs inside custom
+    layers: with `momentum = 0`, a trainable BN called in training mode sets
+    its moving statistics to the mean and population variance of its
+    inputs in the batch. The model runs batch by batch, eagerly, every BN
+    normalizing with batch statistics (as `recalibrate` has them do); numpy
+    combines the batches in float64 (weighted means, total variance). The
+    model's weights, `momentum` and `trainable` flags are put back.
+    """
+    layers = batch_norm_layers(model)
+    saved = model.get_weights()
+    settings = [(layer.momentum, layer.trainable) for layer in layers]
+    batches = []
+    try:
+        for layer in layers:
+            layer.momentum, layer.trainable = 0.0, True
+        for start in range(0, len(x), batch_size):
+            batch = x[start : start + batch_size]
+            model(batch, training=True)
+            batches.append((len(batch), moving_statistics(model)))
+    finally:
+        model.set_weights(saved)
+        for layer, (momentum, trainable) in zip(layers, settings, strict=True):
+            layer.momentum, layer.trainable = momentum, trainable
+    counts = np.array([count for count, _ in batches], "float64")[:, None]
+    statistics = []
+    for index in range(len(layers)):
+        means = np.stack([b[index][0] for _, b in batches]).astype("float64")
+        variances = np.stack([b[index][1] for _, b in batches])
+        variances = variances.astype("float64")
+        mean = (counts * means).sum(0) / counts.sum()
+        variance = (counts * (variances + (means - mean) ** 2)).sum(0)
+        statistics.append((mean, variance / counts.sum()))
+    return statistics
+
+
+def hub_images(count=10, seed=9, scale=3.0):
+    rng = np.random.default_rng(seed)
+    shape = (count, *keras_hub_models.IMAGE_SHAPE)
+    return rng.normal(1.0, scale, shape).astype("float32")
+
+
+@keras_hub_models.requires_keras_hub
+@pytest.mark.parametrize("name", sorted(keras_hub_models.BACKBONES))
+def test_keras_hub_backbone_gets_population_statistics(name):
+    model = keras_hub_models.shared_backbone(name)
+    saved = model.get_weights()
+    before, before_flags = all_weights(model), flags(model)
+    x = hub_images()  # Batches of 4, 4 and 2.
+    try:
+        expected = keras_reference_statistics(model, x, batch_size=4)
+        frozen_bn.recalibrate(model, x, batch_size=4, verbose=0)
+        recalibrated, after = moving_statistics(model), all_weights(model)
+    finally:
+        model.set_weights(saved)
+    assert_statistics_close(recalibrated, expected)
+    statistics = ("moving_mean", "moving_variance")
+
+    def others(weights):
+        return [(p, v) for p, v in weights if not p.endswith(statistics)]
+
+    assert_weights_bitwise_equal(others(before), others(after))
+    assert flags(model) == before_flags
+
+
+@keras_hub_models.requires_keras_hub
+def test_keras_hub_task_preprocesses_each_batch():
+    # The preprocessor scales pixels by 1/255, as `fit()` applies it; a
+    # direct call of the model (the reference's) does not.
+    scale = np.float32(1 / 255)
+    classifier = keras_hub_models.image_classifier(scale=scale)
+    pixels = np.random.default_rng(10).uniform(0, 255, (10, 32, 32, 3))
+    pixels = pixels.astype("float32")
+    expected = keras_reference_statistics(classifier, pixels * scale, 4)
+    frozen_bn.recalibrate(classifier, pixels, batch_size=4, verbose=0)
+    assert_statistics_close(moving_statistics(classifier), expected)
 
 
 def test_verbose_shows_a_progress_bar(capsys):

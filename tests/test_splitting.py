@@ -1,7 +1,5 @@
 """Tests for `split_model`, `cut_points` and `join` (Keras 3, every backend)."""
 
-import functools
-
 import keras
 import numpy as np
 import pytest
@@ -60,12 +58,6 @@ HUB_JOINS = [
     ("densenet", "transition1_pool"),
     ("xception", "block1_pool"),
 ]
-
-
-@functools.cache
-def hub_backbone(name):
-    """Each keras-hub architecture once per module; no test changes it."""
-    return keras_hub_models.backbone(name)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +181,7 @@ def ops_model():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", keras_hub_models.BACKBONES)
 def test_keras_hub_cut_points_are_the_single_tensor_cuts(name):
-    model = hub_backbone(name)
+    model = keras_hub_models.shared_backbone(name)
 
     points = frozen_bn.cut_points(model)
 
@@ -203,7 +195,7 @@ def test_keras_hub_cut_points_are_the_single_tensor_cuts(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, at, crossing", HUB_CUTS)
 def test_keras_hub_head_of_base_equals_model(name, at, crossing):
-    model = hub_backbone(name)
+    model = keras_hub_models.shared_backbone(name)
     x = images()
     base, head = frozen_bn.split_model(
         model, keras_hub_models.cut_name(model, at)
@@ -221,7 +213,7 @@ def test_keras_hub_head_of_base_equals_model(name, at, crossing):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, at", HUB_JOINS)
 def test_keras_hub_join_predicts_like_model(name, at):
-    model = hub_backbone(name)
+    model = keras_hub_models.shared_backbone(name)
     x = images(count=4)
 
     joined = frozen_bn.join(
@@ -240,7 +232,7 @@ def test_keras_hub_join_predicts_like_model(name, at):
 def test_keras_ops_calls_are_cut_points_not_key_errors(name):
     # A `keras.ops` call is a node of the graph but not in `model.layers`:
     # looking it up there raised a bare KeyError.
-    model = hub_backbone(name)
+    model = keras_hub_models.shared_backbone(name)
     first = keras_hub_models.ops_calls(model)[0]
     position = model.operations.index(first)
     before = model.operations[position - 1].name
@@ -292,7 +284,7 @@ def test_keras_hub_classifier_splits_after_its_backbone():
 @keras_hub_models.requires_keras_hub
 @pytest.mark.slow
 def test_keras_hub_split_does_not_change_backbone():
-    model = hub_backbone("cspnet")
+    model = keras_hub_models.shared_backbone("cspnet")
     before = all_weights(model)
     config = model.get_config()
     x = images()
@@ -470,7 +462,7 @@ def test_join_rejects_parts_that_do_not_fit():
 @keras_hub_models.requires_keras_hub
 @pytest.mark.slow
 def test_split_rejects_cut_after_keras_hub_output():
-    model = hub_backbone("resnet_v2")
+    model = keras_hub_models.shared_backbone("resnet_v2")
     with pytest.raises(
         ValueError,
         match=r"after 'post_relu' .*model output is computed .* Nearest cut "
@@ -494,7 +486,7 @@ def test_split_rejects_layer_inside_keras_hub_backbone():
 @keras_hub_models.requires_keras_hub
 @pytest.mark.slow
 def test_join_rejects_keras_hub_parts_that_do_not_fit():
-    model = hub_backbone("resnet_v1")
+    model = keras_hub_models.shared_backbone("resnet_v1")
     base, _ = frozen_bn.split_model(model, "pool1_pool")
     _, head = frozen_bn.split_model(model, "stack1_block0_add")
     with pytest.raises(ValueError, match=r"Expected `head` to take"):
