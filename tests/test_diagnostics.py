@@ -70,6 +70,19 @@ def drifted(report):
 # ROC AUC
 
 
+def assert_multiclass_metrics(report, logits, y):
+    """Inference accuracy and cross-entropy as numpy computes them."""
+    logits = logits.astype("float64")
+    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert report.task == "multiclass"
+    assert report.inference["accuracy"] == np.mean(logits.argmax(1) == y)
+    np.testing.assert_allclose(
+        report.inference["loss"],
+        -np.mean(np.log(probabilities[np.arange(len(y)), y])),
+        1e-4,
+    )
+
+
 def test_roc_auc_matches_hand_computed_value_with_ties():
     # Positives 0.35, 0.8, 0.4 against negatives 0.1, 0.4: wins 1 + 2 + 1.5
     # (the tie with 0.4 counts half) over 3 * 2 pairs.
@@ -215,18 +228,11 @@ def test_multiclass_metrics_match_numpy():
     model = conv_net()
     x = images()
     y = np.arange(len(x)) % 3
-    logits = model.predict(x, verbose=0).astype("float64")
-    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    logits = model.predict(x, verbose=0)
 
     report = frozen_bn.diagnose(model, x, y, verbose=0)
 
-    assert report.task == "multiclass"
-    assert report.inference["accuracy"] == np.mean(logits.argmax(1) == y)
-    np.testing.assert_allclose(
-        report.inference["loss"],
-        -np.mean(np.log(probabilities[np.arange(len(y)), y])),
-        1e-4,
-    )
+    assert_multiclass_metrics(report, logits, y)
     assert report.chance == pytest.approx(22 / 64)
     assert any("dropout" in note for note in report.notes)
 
@@ -306,18 +312,11 @@ def test_keras_hub_classifier_is_diagnosed_on_preprocessed_images():
     rng = np.random.default_rng(12)
     x = rng.uniform(0, 255, (12, 48, 48, 3)).astype("float32")
     y = np.arange(12) % 3
-    logits = classifier.predict(x, batch_size=4, verbose=0).astype("float64")
-    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    logits = classifier.predict(x, batch_size=4, verbose=0)
 
     report = frozen_bn.diagnose(classifier, x, y, batch_size=4, verbose=0)
 
-    assert report.task == "multiclass"
-    assert report.inference["accuracy"] == np.mean(logits.argmax(1) == y)
-    np.testing.assert_allclose(
-        report.inference["loss"],
-        -np.mean(np.log(probabilities[np.arange(len(y)), y])),
-        1e-4,
-    )
+    assert_multiclass_metrics(report, logits, y)
     assert [row.name for row in report.layers] == [
         layer.name for layer in batch_norm_layers(classifier)
     ]

@@ -110,9 +110,14 @@ def test_applications_fold_every_batch_norm(name):
 @pytest.mark.parametrize("name", APPLICATIONS)
 def test_original_is_untouched(name):
     model, before, _, _ = folded_application(name)
-    after = snapshot(model)
-    assert_weights_bitwise_equal(before[0], after[0])
-    assert before[1] == after[1]
+    assert_untouched(model, before)
+
+
+def assert_untouched(model, before):
+    """`model`'s weights and layer flags are as `snapshot` found them."""
+    weights, flags = snapshot(model)
+    assert_weights_bitwise_equal(before[0], weights)
+    assert before[1] == flags
 
 
 # ----------------------------------------------------------------------------
@@ -200,9 +205,7 @@ def test_keras_hub_batch_norms_inside_blocks_are_kept_with_a_reason():
 @pytest.mark.parametrize("name", BACKBONES)
 def test_keras_hub_original_is_untouched(name):
     model, before, _, _ = folded_backbone(name)
-    after = snapshot(model)
-    assert_weights_bitwise_equal(before[0], after[0])
-    assert before[1] == after[1]
+    assert_untouched(model, before)
 
 
 @keras_hub_models.requires_keras_hub
