@@ -43,12 +43,19 @@ SUITES = {
         },
         [MULTI_DEVICE_JAX_TESTS],
     ),
+    # The next Keras, without the tests marked slow (keras.applications
+    # builds, whose behaviour does not depend on the release): they would
+    # take the suite past its time budget.
     "keras-nightly-tensorflow": (
         {"KERAS_BACKEND": "tensorflow"},
-        ["tests"],
+        ["tests", "-m", "not slow"],
         NIGHTLY_PYTHON,
     ),
-    "keras-nightly-jax": ({"KERAS_BACKEND": "jax"}, ["tests"], NIGHTLY_PYTHON),
+    "keras-nightly-jax": (
+        {"KERAS_BACKEND": "jax"},
+        ["tests", "-m", "not slow"],
+        NIGHTLY_PYTHON,
+    ),
 }
 
 
