@@ -80,7 +80,6 @@ def _take_over_inference_calls(model):
     only do harm: Keras 3.15 overrides it under `fit()`, and Keras 3.16
     passes it on to every layer called after it.
     """
-    ours = (BatchNormalization,)
     for node, callee in _walk.inference_calls(model):
         batch_norms = [
             layer
@@ -88,7 +87,7 @@ def _take_over_inference_calls(model):
             if isinstance(layer, keras.layers.BatchNormalization)
         ]
         if batch_norms and all(
-            isinstance(layer, ours)
+            isinstance(layer, BatchNormalization)
             and (layer.freeze_moving_stats or not layer.trainable)
             for layer in batch_norms
         ):
