@@ -62,11 +62,18 @@ def test_frozen_layer_on_each_replica_matches_stock_inference(strategy):
     patched.trainable = False
     dataset = tf.data.Dataset.from_tensor_slices(x).batch(8)
     batch = next(iter(strategy.experimental_distribute_dataset(dataset)))
-    outputs = strategy.run(lambda xs: patched(xs, training=True), (batch,))
-    shards = strategy.experimental_local_results(outputs)
+
+    def on_replicas(model, training):
+        outputs = strategy.run(
+            lambda xs: model(xs, training=training), (batch,)
+        )
+        shards = strategy.experimental_local_results(outputs)
+        return np.concatenate([to_numpy(shard) for shard in shards])
+
+    # Stock inference on the same per-replica batches: a convolution over
+    # half the batch may round differently from one over all of it.
     np.testing.assert_array_equal(
-        np.concatenate([to_numpy(shard) for shard in shards]),
-        to_numpy(base(x, training=False)),
+        on_replicas(patched, training=True), on_replicas(base, training=False)
     )
 
 
