@@ -87,13 +87,22 @@ def main():
     )
     for name, drift, gap in rows:
         print(f"{name:<24}{drift:>24.6f}{gap:>22.6f}")
-    print(
-        "\nStock Keras lets fit() override the recorded training=False, so the "
-        "base's statistics drift\nand training-mode outputs differ from "
-        "inference outputs; the patched base keeps its\nstatistics "
-        "(freeze_moving_stats=True was set on exactly those layers) and both "
-        "modes agree."
-    )
+    stock_drift = rows[0][1]
+    if stock_drift > 0:
+        print(
+            "\nThis Keras lets fit() override the recorded training=False, so "
+            "the base's statistics drift\nand training-mode outputs differ "
+            "from inference outputs; the patched base keeps its\nstatistics "
+            "(freeze_moving_stats=True was set on exactly those layers) and "
+            "both modes agree."
+        )
+    else:
+        print(
+            "\nThis Keras (3.16 or later) keeps the recorded training=False "
+            "under fit(): the stock base\nkeeps its statistics too. Its "
+            "layers after the base would stop training: see the\nREADME, "
+            "'Does my Keras leak training=False?'."
+        )
 
 
 if __name__ == "__main__":
