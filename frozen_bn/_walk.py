@@ -196,19 +196,11 @@ def layers_built_in_code(model):
     block, a subclassed model) saves its own constructor arguments, and its
     constructor creates its layers again on loading.
     """
-    found = []
-
-    def visit(container, built_in_code):
-        built_in_code = built_in_code or not _saves_its_layers(container)
-        for child in container._flatten_layers(
-            include_self=False, recursive=False
-        ):
-            if built_in_code:
-                found.append(child)
-            visit(child, built_in_code)
-
-    visit(model, False)
-    return found
+    return [
+        layer
+        for layer, parents in iter_layers_with_parents(model)
+        if not all(map(_saves_its_layers, (model, *parents)))
+    ]
 
 
 def _saves_its_layers(container):
