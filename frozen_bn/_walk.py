@@ -64,10 +64,20 @@ def batch_norm_classes():
     # tf_keras is only considered when the user already imported it: a
     # tf_keras model cannot exist otherwise, and importing it is slow.
     if "tf_keras" in sys.modules:
-        from frozen_bn import tf_keras
-
-        classes.extend(tf_keras.stock_batch_norm_classes())
+        classes.extend(tf_keras_batch_norm_classes())
     return tuple(classes)
+
+
+def tf_keras_batch_norm_classes():
+    """tf_keras's stock BatchNormalization classes: V2, then V1.
+
+    tf_keras exports its V1 class only through its TF1 API, so both are
+    read from the modules that define them.
+    """
+    from tf_keras.src.layers.normalization import batch_normalization as v2
+    from tf_keras.src.layers.normalization import batch_normalization_v1 as v1
+
+    return v2.BatchNormalization, v1.BatchNormalization
 
 
 def batch_norm_layers(model):
