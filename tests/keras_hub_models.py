@@ -16,7 +16,7 @@ import functools
 import keras
 import pytest
 
-from tests.conftest import randomize_batch_norms
+from tests.helpers import randomize_batch_norms
 
 try:
     import keras_hub

@@ -1,22 +1,19 @@
 """A small transfer-learning model and data shared by the multi-device tests.
 
-The model follows the seed protocol: a pretrained `base` (here: random
-weights and non-trivial BN statistics) called with `training=False`, and a
-new classification head on top.
+The model follows the transfer-learning recipe: a pretrained `base` (here:
+random weights and non-trivial BN statistics) called with `training=False`,
+and a new classification head on top.
 """
 
 import keras
 import numpy as np
 
 from frozen_bn import _walk
+from tests.helpers import images, randomize_batch_norms
 
 CLASSES = 3
-
-
-def images(count=32, seed=0):
-    """Inputs whose statistics are far from the initial moving ones."""
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((count, 8, 8, 3)) * 3 + 2).astype("float32")
+# Both suites run on two devices: two JAX CPU devices, two logical TF CPUs.
+DEVICE_COUNT = 2
 
 
 def labels(count=32, seed=0):
@@ -32,7 +29,7 @@ def transfer_model(**bn_config):
         x = keras.layers.BatchNormalization(name=f"{name}_bn", **bn_config)(x)
         x = keras.layers.ReLU()(x)
     base = keras.Model(base_inputs, x, name="base")
-    randomize_statistics(base)
+    randomize_batch_norms(base)
     inputs = keras.Input((8, 8, 3))
     x = base(inputs, training=False)
     x = keras.layers.GlobalAveragePooling2D()(x)
@@ -40,13 +37,20 @@ def transfer_model(**bn_config):
     return keras.Model(inputs, outputs, name="transfer"), base
 
 
-def randomize_statistics(model, seed=0):
-    """Gives every BN non-trivial moving statistics."""
-    rng = np.random.default_rng(seed)
-    for layer in _walk.batch_norm_layers(model):
-        shape = layer.moving_mean.shape
-        layer.moving_mean.assign(rng.uniform(-0.5, 0.5, shape))
-        layer.moving_variance.assign(rng.uniform(0.5, 1.5, shape))
+def device_copies(variable):
+    """The value of each device's copy of `variable`, as numpy arrays.
+
+    A JAX variable under `DataParallel` is one array sharded over the
+    devices; a TensorFlow one under `MirroredStrategy` is a mirrored
+    variable holding one copy per replica.
+    """
+    value = variable.value
+    if hasattr(value, "addressable_shards"):
+        copies = [np.asarray(shard.data) for shard in value.addressable_shards]
+    else:
+        copies = [copy.numpy() for copy in value.values]
+    assert len(copies) == DEVICE_COUNT, variable.path
+    return copies
 
 
 def statistics_variables(model):

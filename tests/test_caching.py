@@ -8,7 +8,7 @@ import pytest
 
 import frozen_bn
 from tests import keras_hub_models
-from tests.conftest import all_weights, assert_weights_bitwise_equal, to_numpy
+from tests.helpers import all_weights, assert_weights_bitwise_equal, to_numpy
 
 BATCH = 4
 COUNT = 10  # Not a multiple of BATCH: the last batch is smaller.

@@ -9,7 +9,7 @@ import pytest
 
 import frozen_bn
 from frozen_bn import _walk, cli
-from tests.conftest import all_weights, assert_weights_bitwise_equal
+from tests.helpers import all_weights, assert_weights_bitwise_equal
 
 
 def saved_model(path):

@@ -11,8 +11,13 @@ import frozen_bn
 from frozen_bn import cli, diagnostics
 from frozen_bn._walk import batch_norm_layers
 from tests import keras_hub_models
-from tests.conftest import all_weights, assert_weights_bitwise_equal, to_numpy
 from tests.guide_pattern import HONOURS_TRAINING_FALSE, LEAKS_TRAINING_FALSE
+from tests.helpers import (
+    all_weights,
+    assert_weights_bitwise_equal,
+    images,
+    to_numpy,
+)
 
 matplotlib.use("Agg")
 
@@ -43,11 +48,6 @@ def seed_classifier(head=None):
     return model
 
 
-def images(count=64, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(2.0, 3.0, (count, 8, 8, 3)).astype("float32")
-
-
 def conv_net():
     """Conv -> BN -> Conv -> BN -> Dropout -> Dense, calibrated on `images`."""
     inputs = keras.Input((8, 8, 3))
@@ -59,7 +59,7 @@ def conv_net():
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dropout(0.3)(x)
     model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
-    frozen_bn.recalibrate(model, images(), verbose=0)
+    frozen_bn.recalibrate(model, images(64), verbose=0)
     return model
 
 
@@ -121,7 +121,7 @@ def test_healthy_model_is_not_flagged():
 
 
 def test_shifted_inputs_flag_the_first_layer():
-    report = frozen_bn.diagnose(conv_net(), 0.4 * images() + 0.5, verbose=0)
+    report = frozen_bn.diagnose(conv_net(), 0.4 * images(64) + 0.5, verbose=0)
 
     assert report.flagged
     assert "bn_a" in drifted(report)
@@ -133,14 +133,14 @@ def test_only_the_layer_with_stale_statistics_is_named():
     layer = model.get_layer("bn_b")
     layer.moving_variance.assign(to_numpy(layer.moving_variance) * 10.0)
 
-    report = frozen_bn.diagnose(model, images(), verbose=0)
+    report = frozen_bn.diagnose(model, images(64), verbose=0)
 
     assert drifted(report) == ["bn_b"]
     assert report.flagged
 
 
 def test_calibrated_conv_net_is_not_flagged():
-    report = frozen_bn.diagnose(conv_net(), images(), verbose=0)
+    report = frozen_bn.diagnose(conv_net(), images(64), verbose=0)
 
     assert drifted(report) == []
     assert report.output_gap < diagnostics.OUTPUT_GAP
@@ -148,7 +148,7 @@ def test_calibrated_conv_net_is_not_flagged():
 
 def test_layer_statistics_match_numpy():
     model = conv_net()
-    x = 0.4 * images() + 0.5
+    x = 0.4 * images(64) + 0.5
     features = keras.Model(model.inputs, model.get_layer("conv_a").output)
     values = features.predict(x, verbose=0).astype("float64")
     layer = model.get_layer("bn_a")
@@ -226,7 +226,7 @@ def test_logit_outputs_are_read_as_logits():
 
 def test_multiclass_metrics_match_numpy():
     model = conv_net()
-    x = images()
+    x = images(64)
     y = np.arange(len(x)) % 3
     logits = model.predict(x, verbose=0)
 
@@ -334,7 +334,7 @@ def test_diagnose_leaves_the_model_bitwise_unchanged():
     before = all_weights(model)
     flags = [(type(x), x.trainable) for x in model.layers]
 
-    frozen_bn.diagnose(model, 0.4 * images() + 0.5, np.zeros(64), verbose=0)
+    frozen_bn.diagnose(model, 0.4 * images(64) + 0.5, np.zeros(64), verbose=0)
 
     assert_weights_bitwise_equal(before, all_weights(model))
     assert [(type(x), x.trainable) for x in model.layers] == flags
@@ -384,7 +384,7 @@ def test_patched_guide_pattern_is_frozen_under_fit():
 
 
 def test_trapped_drifted_layer_recommends_patch_model():
-    report = frozen_bn.diagnose(guide_pattern(), images(), verbose=0)
+    report = frozen_bn.diagnose(guide_pattern(), images(64), verbose=0)
 
     at_risk = {x.name: x.under_fit for x in report.layers if x.at_risk}
     expected = {"head_bn": HEAD_UNDER_FIT}
@@ -397,9 +397,9 @@ def test_trapped_drifted_layer_recommends_patch_model():
 def test_report_names_the_layers_a_leak_switches_off():
     model = guide_pattern()
 
-    report = frozen_bn.diagnose(model, images(), verbose=0)
+    report = frozen_bn.diagnose(model, images(64), verbose=0)
     patched = frozen_bn.diagnose(
-        frozen_bn.patch_model(model), images(), verbose=0
+        frozen_bn.patch_model(model), images(64), verbose=0
     )
 
     assert report.switched_off == (["head_bn"] if LEAKS_TRAINING_FALSE else [])
@@ -428,7 +428,7 @@ def test_to_dict_is_json_serializable():
 
 
 def test_to_text_is_an_aligned_table():
-    text = frozen_bn.diagnose(conv_net(), images(), verbose=0).to_text()
+    text = frozen_bn.diagnose(conv_net(), images(64), verbose=0).to_text()
     lines = text.splitlines()
     header = next(line for line in lines if line.startswith("layer "))
     rows = [line for line in lines if line.startswith("bn_")]
@@ -440,7 +440,7 @@ def test_to_text_is_an_aligned_table():
 
 def test_plot_has_one_drift_bar_per_layer():
     x, y = separable(shift=3.0)
-    figure = frozen_bn.diagnose(conv_net(), images(), verbose=0).plot()
+    figure = frozen_bn.diagnose(conv_net(), images(64), verbose=0).plot()
     shift, ratio, metrics = figure.axes
 
     assert isinstance(figure, matplotlib.figure.Figure)
@@ -455,7 +455,7 @@ def test_plot_has_one_drift_bar_per_layer():
 
 def test_not_a_model_raises_type_error():
     with pytest.raises(TypeError, match="Expected `model` to be a keras"):
-        frozen_bn.diagnose("model.keras", images())
+        frozen_bn.diagnose("model.keras", images(64))
 
 
 def test_inputs_of_the_wrong_shape_raise():
@@ -465,7 +465,7 @@ def test_inputs_of_the_wrong_shape_raise():
 
 def test_labels_of_the_wrong_length_raise():
     with pytest.raises(ValueError, match=r"one label per sample \(64\)"):
-        frozen_bn.diagnose(conv_net(), images(), np.zeros(10), verbose=0)
+        frozen_bn.diagnose(conv_net(), images(64), np.zeros(10), verbose=0)
 
 
 def test_non_binary_labels_for_one_output_raise():
@@ -492,7 +492,7 @@ def test_tf_keras_stock_v1_model_is_diagnosed():
     model = tf_keras.Model(inputs, tf_keras.layers.Dense(1)(x))
     before = [w.numpy() for w in model.weights]
 
-    report = frozen_bn.diagnose(model, images(), verbose=0)
+    report = frozen_bn.diagnose(model, images(64), verbose=0)
 
     assert report.layers[0].under_fit == diagnostics.STOCK_V1
     assert report.layers[0].class_name == "tf_keras.BatchNormalizationV1"
@@ -574,7 +574,7 @@ def test_cli_unreadable_model_exits_2(tmp_path, capsys):
 
 def test_cli_data_of_the_wrong_shape_exits_2(tmp_path, capsys):
     model_path, _ = saved_files(tmp_path)
-    np.savez(tmp_path / "images.npz", x=images())
+    np.savez(tmp_path / "images.npz", x=images(64))
 
     code = cli.main(["diagnose", model_path, str(tmp_path / "images.npz")])
 

@@ -11,7 +11,7 @@ import pytest
 import frozen_bn
 from frozen_bn import _walk, cli
 from tests import keras_hub_models
-from tests.conftest import (
+from tests.helpers import (
     all_weights,
     assert_weights_bitwise_equal,
     randomize_batch_norms,

@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import frozen_bn
-from tests.conftest import all_weights, assert_weights_bitwise_equal, to_numpy
+from tests.helpers import (
+    all_weights,
+    assert_weights_bitwise_equal,
+    moving_statistics,
+    to_numpy,
+)
 
 BACKEND = keras.backend.backend()
 
@@ -52,10 +57,6 @@ def random_inputs(shape, seed=1, scale=3.0, shift=2.0):
     return (rng.standard_normal(shape) * scale + shift).astype("float32")
 
 
-def moving_stats(layer):
-    return [to_numpy(layer.moving_mean), to_numpy(layer.moving_variance)]
-
-
 def expected_with(layer, x, mean, variance):
     return numpy_batch_norm(
         x,
@@ -74,10 +75,10 @@ def expected_with(layer, x, mean, variance):
 )
 def test_behavior_table(training, trainable, freeze_moving_stats):
     x = random_inputs((16, 5))
-    _, layer = built_pair(x.shape, momentum=0.9)
+    stock, layer = built_pair(x.shape, momentum=0.9)
     layer.trainable = trainable
     layer.freeze_moving_stats = freeze_moving_stats
-    before = moving_stats(layer)
+    before = moving_statistics(layer)[0]
 
     out = to_numpy(layer(x, training=training))
 
@@ -91,13 +92,15 @@ def test_behavior_table(training, trainable, freeze_moving_stats):
             for s, b in zip(before, [mean, variance], strict=True)
         ]
         np.testing.assert_allclose(
-            moving_stats(layer), expected_stats, rtol=1e-5
+            moving_statistics(layer)[0], expected_stats, rtol=1e-5
         )
     else:
+        # Frozen: the stock layer's inference computation, to the bit.
+        np.testing.assert_array_equal(out, to_numpy(stock(x, training=False)))
         np.testing.assert_allclose(
             out, expected_with(layer, x, *before), rtol=1e-5, atol=1e-5
         )
-        for stat, old in zip(moving_stats(layer), before, strict=True):
+        for stat, old in zip(moving_statistics(layer)[0], before, strict=True):
             np.testing.assert_array_equal(stat, old)
 
 
@@ -175,18 +178,18 @@ def test_masking(frozen):
     mask = np.array([[1, 1, 1, 0, 0, 0]] * 4, dtype=bool)
     stock, ours = built_pair(x.shape, momentum=0.0)
     ours.freeze_moving_stats = frozen
-    before = moving_stats(ours)
+    before = moving_statistics(ours)[0]
     out = to_numpy(ours(x, training=True, mask=mask))
     if frozen:
         np.testing.assert_array_equal(out, to_numpy(stock(x, training=False)))
-        np.testing.assert_array_equal(moving_stats(ours)[0], before[0])
+        np.testing.assert_array_equal(moving_statistics(ours)[0][0], before[0])
     else:
         np.testing.assert_array_equal(
             out, to_numpy(stock(x, training=True, mask=mask))
         )
         masked = x[:, :3].reshape(-1, 3)
         np.testing.assert_allclose(
-            moving_stats(ours)[0], masked.mean(0), rtol=1e-5
+            moving_statistics(ours)[0][0], masked.mean(0), rtol=1e-5
         )
 
 
@@ -355,9 +358,9 @@ def test_fit_leaves_frozen_statistics_bitwise_unchanged(mode):
 
 def test_fit_updates_statistics_when_not_frozen():
     model = small_conv_net({"momentum": 0.5})
-    before = moving_stats(model.get_layer("bn"))
+    before = moving_statistics(model.get_layer("bn"))[0]
     fit_once(model)
-    after = moving_stats(model.get_layer("bn"))
+    after = moving_statistics(model.get_layer("bn"))[0]
     assert not np.array_equal(before[0], after[0])
 
 
@@ -418,7 +421,7 @@ def test_property_frozen_uses_stored_statistics(
     np.testing.assert_array_equal(train_out, to_numpy(stock(x, training=False)))
     gamma = to_numpy(layer.gamma) if scale else 1.0
     beta = to_numpy(layer.beta) if center else 0.0
-    stats = moving_stats(layer)
+    stats = moving_statistics(layer)[0]
     x_in_dtype = x.astype(ml_dtypes.finfo(dtype).dtype).astype("float32")
     reference = numpy_batch_norm(x_in_dtype, *stats, gamma, beta, epsilon, axis)
     # The output is rounded to `dtype` once, after float32 arithmetic.
@@ -476,8 +479,8 @@ def test_property_fit_never_moves_frozen_statistics(
         bn.trainable = False
     else:
         bn.freeze_moving_stats = True
-    before = moving_stats(bn)
+    before = moving_statistics(bn)[0]
     model.compile(optimizer="sgd", loss="mse")
     model.fit(random_inputs(shape), np.ones((8, 1)), epochs=1, verbose=0)
-    for stat, old in zip(moving_stats(bn), before, strict=True):
+    for stat, old in zip(moving_statistics(bn)[0], before, strict=True):
         np.testing.assert_array_equal(stat, old)

@@ -1,5 +1,6 @@
 """Tests for the package itself: what importing it costs and exports."""
 
+import inspect
 import os
 import subprocess
 import sys
@@ -29,10 +30,16 @@ def test_import_loads_nothing_beyond_keras():
     assert "tf_keras" not in with_frozen_bn
 
 
-def test_public_names_are_exported():
-    for name in frozen_bn.__all__:
-        assert getattr(frozen_bn, name) is not None, name
-    assert "BatchNormalization" in frozen_bn.__all__
+def test_all_lists_exactly_the_public_names():
+    # What `import frozen_bn` defines that is not a module or private.
+    defined = {
+        name
+        for name, value in vars(frozen_bn).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+    assert sorted(frozen_bn.__all__) == sorted(defined | {"__version__"})
+    for name in defined:
+        assert getattr(frozen_bn, name).__module__.startswith("frozen_bn.")
 
 
 def test_package_is_typed():

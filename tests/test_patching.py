@@ -11,28 +11,16 @@ import pytest
 import frozen_bn
 from frozen_bn import _training_arg, _walk
 from tests import guide_pattern, keras_hub_models
-from tests.conftest import all_weights, assert_weights_bitwise_equal, to_numpy
+from tests.helpers import (
+    all_weights,
+    assert_weights_bitwise_equal,
+    moving_statistics,
+    randomize_batch_norms,
+    to_numpy,
+)
 
 STOCK = keras.layers.BatchNormalization
 OURS = frozen_bn.BatchNormalization
-
-
-def randomize_statistics(model, seed=0):
-    """Gives every BN non-trivial gamma, beta and moving statistics."""
-    rng = np.random.default_rng(seed)
-    for layer in _walk.batch_norm_layers(model):
-        for variable in layer.weights:
-            low = (
-                0.5
-                if "variance" in variable.path or "gamma" in variable.path
-                else -0.5
-            )
-            variable.assign(
-                rng.uniform(low, low + 1.0, variable.shape).astype(
-                    variable.dtype
-                )
-            )
-    return model
 
 
 def conv_block(x, name):
@@ -162,7 +150,7 @@ def bn_types(model):
 @pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
 @pytest.mark.parametrize("inplace", [False, True])
 def test_patch_and_unpatch_keep_predictions_bitwise(kind, inplace):
-    model = randomize_statistics(MODEL_KINDS[kind]())
+    model = randomize_batch_norms(MODEL_KINDS[kind]())
     model.layers[-1].trainable = False
     x = inputs_for(model)
     expected = predict(model, x)
@@ -191,7 +179,7 @@ def test_patch_and_unpatch_keep_predictions_bitwise(kind, inplace):
 
 
 def test_copy_is_independent_of_the_original():
-    model = randomize_statistics(functional_net())
+    model = randomize_batch_norms(functional_net())
     patched = frozen_bn.patch_model(model)
     bn = patched.get_layer("a_bn")
     bn.moving_mean.assign(np.full(bn.moving_mean.shape, 7.0, "float32"))
@@ -235,7 +223,7 @@ def test_nested_layers_are_reached_at_every_depth():
 
 
 def test_patching_is_idempotent():
-    model = randomize_statistics(nested_net())
+    model = randomize_batch_norms(nested_net())
     once = frozen_bn.patch_model(model, freeze_moving_stats=["mid_bn"])
     twice = frozen_bn.patch_model(once)
     assert layer_classes(twice) == layer_classes(once)
@@ -256,14 +244,6 @@ def guide_model(base):
     x = base(inputs, training=False)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(1)(x))
-
-
-def moving_statistics(model):
-    return [
-        to_numpy(v)
-        for layer in _walk.batch_norm_layers(model)
-        for v in (layer.moving_mean, layer.moving_variance)
-    ]
 
 
 def kernels(model):
@@ -348,7 +328,7 @@ def test_patching_keeps_a_training_false_it_cannot_take_over():
 
 
 def test_fit_leaves_frozen_statistics_unchanged():
-    model = randomize_statistics(nested_net())
+    model = randomize_batch_norms(nested_net())
     model.get_layer("middle").trainable = False
     patched = frozen_bn.patch_model(model)
     middle_stats = moving_statistics(patched.get_layer("middle"))
@@ -399,7 +379,7 @@ def test_auto_freezes_exactly_the_layers_called_with_training_false():
 
 @pytest.mark.parametrize("kind", ["keras", "h5"])
 def test_saved_files_patch_and_round_trip(tmp_path, kind):
-    model = randomize_statistics(nested_net())
+    model = randomize_batch_norms(nested_net())
     x = inputs_for(model)
     source = tmp_path / f"stock.{kind}"
     model.save(source)
@@ -435,7 +415,7 @@ APPLICATIONS = {
 @pytest.mark.parametrize("name", sorted(APPLICATIONS))
 def test_keras_applications(name):
     constructor, size = APPLICATIONS[name]
-    model = randomize_statistics(
+    model = randomize_batch_norms(
         constructor(
             weights=None, include_top=False, input_shape=(size, size, 3)
         )
@@ -624,7 +604,7 @@ def custom_block_net():
     inputs = keras.Input((8, 8, 3))
     x = ConvBlock(4, name="block")(inputs)
     x = keras.layers.BatchNormalization(name="graph_bn")(x)
-    return randomize_statistics(keras.Model(inputs, x, name="custom_block"))
+    return randomize_batch_norms(keras.Model(inputs, x, name="custom_block"))
 
 
 def saved_and_loaded(model, path):
@@ -651,7 +631,7 @@ def test_patch_survives_saving_where_layers_are_built_in_code(
     tmp_path, kind, inplace
 ):
     if kind == "keras_hub":
-        model = randomize_statistics(keras_hub_models.backbone("mobilenet_v3"))
+        model = randomize_batch_norms(keras_hub_models.backbone("mobilenet_v3"))
     else:
         model = custom_block_net()
     x = inputs_for(model)

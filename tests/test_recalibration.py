@@ -8,16 +8,16 @@ import frozen_bn
 from frozen_bn import _probe
 from frozen_bn._walk import batch_norm_layers
 from tests import keras_hub_models
-from tests.conftest import all_weights, assert_weights_bitwise_equal, to_numpy
+from tests.helpers import (
+    all_weights,
+    assert_weights_bitwise_equal,
+    images,
+    moving_statistics,
+    to_numpy,
+)
 
 # Float32 moments per batch against a float64 reference over all samples.
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
-
-
-def images(count=70, seed=0):
-    """Images far from BN's initial statistics (mean 0, variance 1)."""
-    rng = np.random.default_rng(seed)
-    return rng.normal(2.0, 3.0, (count, 8, 8, 3)).astype("float32")
 
 
 def conv_model(frozen=()):
@@ -78,13 +78,6 @@ def reference_statistics(model, x, batch_size=32):
     return statistics
 
 
-def moving_statistics(model):
-    return [
-        (to_numpy(layer.moving_mean), to_numpy(layer.moving_variance))
-        for layer in batch_norm_layers(model)
-    ]
-
-
 def assert_statistics_close(actual, expected):
     for (mean, variance), (ref_mean, ref_variance) in zip(
         actual, expected, strict=True
@@ -102,7 +95,7 @@ def flags(model):
 
 def test_moving_stats_equal_population_stats_of_inputs():
     model = conv_model()
-    x = images()  # 70 samples: batches of 32, 32 and 6.
+    x = images(70)  # 70 samples: batches of 32, 32 and 6.
     expected = reference_statistics(model, x)
     frozen_bn.recalibrate(model, x, verbose=0)
     assert_statistics_close(moving_statistics(model), expected)
@@ -110,7 +103,7 @@ def test_moving_stats_equal_population_stats_of_inputs():
 
 def test_frozen_layers_are_recalibrated_and_stay_frozen():
     model = conv_model(frozen=["bn_a"])
-    x = images()
+    x = images(70)
     expected = reference_statistics(model, x)
     frozen_bn.recalibrate(model, x, verbose=0)
     assert_statistics_close(moving_statistics(model), expected)
@@ -123,7 +116,7 @@ def test_nothing_else_changes():
     before_flags = flags(model)
     before = all_weights(model)
     seeds = [to_numpy(v) for v in model.variables if "seed" in v.path]
-    frozen_bn.recalibrate(model, images(), verbose=0)
+    frozen_bn.recalibrate(model, images(70), verbose=0)
     statistics = ("moving_mean", "moving_variance")
 
     def others(weights):
@@ -251,7 +244,7 @@ def test_nested_base_called_with_training_false():
     features = base(inputs, training=False)
     outputs = keras.layers.Dense(2)(keras.layers.Flatten()(features))
     model = keras.Model(inputs, outputs)
-    x = images()
+    x = images(70)
     expected = reference_statistics(base, x)
     frozen_bn.recalibrate(model, x, verbose=0)
     assert_statistics_close(moving_statistics(model), expected)
@@ -296,7 +289,7 @@ def test_masked_positions_do_not_count():
 
 def test_layers_argument_limits_recalibration():
     model = conv_model()
-    x = images()
+    x = images(70)
     expected = reference_statistics(model, x)
     untouched = moving_statistics(model)
     frozen_bn.recalibrate(model, x, layers=["bn_b"], verbose=0)
@@ -329,7 +322,7 @@ def test_inference_probe_measures_inputs_with_moving_statistics():
     for layer in batch_norm_layers(model):
         layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.5))
         layer.moving_variance.assign(np.full(layer.moving_mean.shape, 4.0))
-    x = images()
+    x = images(70)
     layers = batch_norm_layers(model)
     before = all_weights(model)
     measured = _probe.measure_inputs(
@@ -457,13 +450,13 @@ def test_rejects_an_unbuilt_model():
 def test_rejects_layers_that_are_not_batch_norm_of_the_model():
     model = conv_model()
     with pytest.raises(ValueError, match="`layers`.*'conv_a' is not one"):
-        frozen_bn.recalibrate(model, images(), layers=["bn_a", "conv_a"])
+        frozen_bn.recalibrate(model, images(70), layers=["bn_a", "conv_a"])
 
 
 def test_rejects_bad_verbose():
     model = conv_model()
     with pytest.raises(ValueError, match="Received: verbose=3"):
-        frozen_bn.recalibrate(model, images(), verbose=3)
+        frozen_bn.recalibrate(model, images(70), verbose=3)
 
 
 def test_rejects_empty_data_and_restores_the_model():

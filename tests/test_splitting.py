@@ -6,7 +6,12 @@ import pytest
 
 import frozen_bn
 from tests import keras_hub_models
-from tests.conftest import all_weights, assert_weights_bitwise_equal, to_numpy
+from tests.helpers import (
+    all_weights,
+    assert_weights_bitwise_equal,
+    images,
+    to_numpy,
+)
 
 APPLICATIONS = {
     "ResNet50": keras.applications.ResNet50,
@@ -74,11 +79,6 @@ def application(cache, name):
     return cache[name]
 
 
-def images(count=2, size=32, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((count, size, size, 3)).astype("float32")
-
-
 def infer(model, x):
     return to_numpy(model(x, training=False))
 
@@ -101,7 +101,7 @@ def conv_bn_sequential():
 @pytest.mark.parametrize("app, at, crossing", CUTS)
 def test_head_of_base_equals_model(applications, app, at, crossing):
     model = application(applications, app)
-    x = images()
+    x = images(2, size=32)
     base, head = frozen_bn.split_model(model, at)
 
     features = base(x, training=False)
@@ -116,7 +116,7 @@ def test_head_of_base_equals_model(applications, app, at, crossing):
 @pytest.mark.parametrize("app, at, crossing", CUTS[::2])
 def test_join_predicts_like_model(applications, app, at, crossing):
     model = application(applications, app)
-    x = images()
+    x = images(2, size=32)
 
     joined = frozen_bn.join(*frozen_bn.split_model(model, at))
 
@@ -128,7 +128,7 @@ def test_split_does_not_change_model(applications):
     model = application(applications, "ResNet50")
     before = all_weights(model)
     layers = [(type(la), la.name, la.trainable) for la in model.layers]
-    x = images()
+    x = images(2, size=32)
     expected = infer(model, x)
 
     frozen_bn.split_model(model, 139)
@@ -196,7 +196,7 @@ def test_keras_hub_cut_points_are_the_single_tensor_cuts(name):
 @pytest.mark.parametrize("name, at, crossing", HUB_CUTS)
 def test_keras_hub_head_of_base_equals_model(name, at, crossing):
     model = keras_hub_models.shared_backbone(name)
-    x = images()
+    x = images(2, size=32)
     base, head = frozen_bn.split_model(
         model, keras_hub_models.cut_name(model, at)
     )
@@ -214,7 +214,7 @@ def test_keras_hub_head_of_base_equals_model(name, at, crossing):
 @pytest.mark.parametrize("name, at", HUB_JOINS)
 def test_keras_hub_join_predicts_like_model(name, at):
     model = keras_hub_models.shared_backbone(name)
-    x = images(count=4)
+    x = images(4, size=32)
 
     joined = frozen_bn.join(
         *frozen_bn.split_model(model, keras_hub_models.cut_name(model, at))
@@ -251,7 +251,7 @@ def test_keras_ops_calls_are_cut_points_not_key_errors(name):
 def test_keras_ops_call_is_cut_like_a_layer(at, crossing):
     model = ops_model()
     pad = keras_hub_models.cut_name(model, "ops.pad")
-    x = images(size=6)
+    x = images(2, size=6)
 
     base, head = frozen_bn.split_model(
         model, keras_hub_models.cut_name(model, at)
@@ -268,7 +268,7 @@ def test_keras_ops_call_is_cut_like_a_layer(at, crossing):
 def test_keras_hub_classifier_splits_after_its_backbone():
     classifier = keras_hub_models.image_classifier("resnet_v2")
     backbone = classifier.backbone
-    x = images()
+    x = images(2, size=32)
 
     base, head = frozen_bn.split_model(classifier, backbone.name)
 
@@ -287,7 +287,7 @@ def test_keras_hub_split_does_not_change_backbone():
     model = keras_hub_models.shared_backbone("cspnet")
     before = all_weights(model)
     config = model.get_config()
-    x = images()
+    x = images(2, size=32)
     expected = infer(model, x)
 
     frozen_bn.split_model(model, keras_hub_models.cut_name(model, "ops.split"))
@@ -316,7 +316,7 @@ def test_index_and_name_give_the_same_split():
 @pytest.mark.parametrize("at", [0, 1, 2, 3])
 def test_sequential_splits_at_every_layer(at):
     model = conv_bn_sequential()
-    x = images(size=8)
+    x = images(2, size=8)
 
     base, head = frozen_bn.split_model(model, at)
 
@@ -329,7 +329,7 @@ def test_split_after_nested_backbone():
     inputs = keras.Input((8, 8, 3))
     outputs = keras.layers.Dense(2)(backbone(inputs, training=False))
     model = keras.Model(inputs, outputs)
-    x = images(size=8)
+    x = images(2, size=8)
 
     base, head = frozen_bn.split_model(model, backbone.name)
 
@@ -343,7 +343,7 @@ def test_base_hands_over_inputs_the_head_reads():
     x = keras.layers.Dense(3, name="hidden")(first)
     x = keras.layers.Concatenate(name="join")([x, second])
     model = keras.Model([first, second], keras.layers.Dense(1)(x))
-    x = [images(count=3)[:, 0, :4, 0], images(count=3)[:, 0, :2, 0]]
+    x = [images(3, size=32)[:, 0, :4, 0], images(3, size=32)[:, 0, :2, 0]]
 
     base, head = frozen_bn.split_model(model, "hidden")
 
@@ -354,7 +354,7 @@ def test_base_hands_over_inputs_the_head_reads():
 
 def test_weights_are_shared_with_model():
     model = conv_bn_sequential()
-    x = images(count=8, size=8)
+    x = images(8, size=8)
     before = infer(model, x)
     base, head = frozen_bn.split_model(model, 2)
     base.trainable = False
@@ -371,7 +371,7 @@ def test_weights_are_shared_with_model():
 
 def test_joined_model_saves_and_loads(tmp_path):
     model = conv_bn_sequential()
-    x = images(size=8)
+    x = images(2, size=8)
     joined = frozen_bn.join(*frozen_bn.split_model(model, 1))
     path = str(tmp_path / "joined.keras")
 

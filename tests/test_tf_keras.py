@@ -17,17 +17,20 @@ tf_keras = pytest.importorskip("tf_keras")
 import frozen_bn  # noqa: E402
 from frozen_bn import _walk  # noqa: E402
 from frozen_bn import tf_keras as frozen_tf_keras  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    all_weights,
+    assert_weights_bitwise_equal,
+    images,
+    moving_statistics,
+)
 from tests.tf_keras_models import (  # noqa: E402
     BN_CONFIGS,
     STOCK_V1,
     STOCK_V2,
-    assert_same_weights,
     bn_state,
     conv_net,
-    images,
     nested_net,
     targets,
-    weights_of,
 )
 
 OURS = (
@@ -49,11 +52,6 @@ def train_inference_gap(model, x):
     return np.abs(train - model(x, training=False).numpy()).max()
 
 
-def moving_stats(model):
-    bn = model.get_layer("bn")
-    return [bn.moving_mean.numpy(), bn.moving_variance.numpy()]
-
-
 def test_import_frozen_bn_does_not_import_tf_keras():
     code = "import sys, frozen_bn; print('tf_keras' in sys.modules)"
     output = subprocess.run(
@@ -65,7 +63,7 @@ def test_import_frozen_bn_does_not_import_tf_keras():
 def test_stock_v1_uses_batch_statistics_when_frozen():
     model = conv_net(STOCK_V1)
     model.get_layer("bn").trainable = False
-    assert train_inference_gap(model, images()) > 0.1
+    assert train_inference_gap(model, images(16)) > 0.1
 
 
 @pytest.mark.parametrize("config", list(BN_CONFIGS), ids=list(BN_CONFIGS))
@@ -73,7 +71,7 @@ def test_stock_v1_uses_batch_statistics_when_frozen():
 def test_frozen_training_output_equals_inference_output(bn_class, config):
     model = conv_net(bn_class, **BN_CONFIGS[config])
     model.get_layer("bn").trainable = False
-    assert train_inference_gap(model, images()) == 0
+    assert train_inference_gap(model, images(16)) == 0
 
 
 @pytest.mark.parametrize("config", list(BN_CONFIGS), ids=list(BN_CONFIGS))
@@ -83,7 +81,7 @@ def test_unfrozen_matches_stock_bitwise(bn_class, config):
     stock = conv_net(stock_class, **BN_CONFIGS[config])
     ours = conv_net(bn_class, **BN_CONFIGS[config])
     ours.set_weights(stock.get_weights())
-    x = images()
+    x = images(16)
     np.testing.assert_array_equal(
         ours(x, training=True).numpy(), stock(x, training=True).numpy()
     )
@@ -93,10 +91,10 @@ def test_unfrozen_matches_stock_bitwise(bn_class, config):
 def test_fit_leaves_frozen_moving_statistics_bitwise_unchanged(bn_class):
     model = conv_net(bn_class)
     model.get_layer("bn").trainable = False
-    before = moving_stats(model)
+    before = moving_statistics(model)[0]
     model.compile("sgd", "mse")
-    model.fit(images(), targets(), batch_size=8, epochs=2, verbose=0)
-    for stat, old in zip(moving_stats(model), before, strict=True):
+    model.fit(images(16), targets(), batch_size=8, epochs=2, verbose=0)
+    for stat, old in zip(moving_statistics(model)[0], before, strict=True):
         np.testing.assert_array_equal(stat, old)
 
 
@@ -104,29 +102,32 @@ def test_freeze_moving_stats_keeps_statistics_and_trains_gamma():
     model = conv_net(frozen_tf_keras.BatchNormalization)
     bn = model.get_layer("bn")
     bn.freeze_moving_stats = True
-    before, gamma = moving_stats(model), bn.gamma.numpy()
+    before, gamma = (
+        moving_statistics(model)[0],
+        bn.gamma.numpy(),
+    )
     model.compile("sgd", "mse")
-    model.fit(images(), targets(), batch_size=8, epochs=2, verbose=0)
-    for stat, old in zip(moving_stats(model), before, strict=True):
+    model.fit(images(16), targets(), batch_size=8, epochs=2, verbose=0)
+    for stat, old in zip(moving_statistics(model)[0], before, strict=True):
         np.testing.assert_array_equal(stat, old)
     assert not np.array_equal(bn.gamma.numpy(), gamma)
 
 
 def test_trainable_change_after_build_takes_effect_after_compile():
     model = conv_net(frozen_tf_keras.BatchNormalization)
-    x, y = images(), targets()
+    x, y = images(16), targets()
     model.compile("sgd", "mse")
     model.fit(x, y, batch_size=8, verbose=0)
-    before = moving_stats(model)
+    before = moving_statistics(model)[0]
     model.get_layer("bn").trainable = False
     model.compile("sgd", "mse")
     model.fit(x, y, batch_size=8, verbose=0)
-    for stat, old in zip(moving_stats(model), before, strict=True):
+    for stat, old in zip(moving_statistics(model)[0], before, strict=True):
         np.testing.assert_array_equal(stat, old)
     model.trainable = True
     model.compile("sgd", "mse")
     model.fit(x, y, batch_size=8, verbose=0)
-    assert not np.array_equal(moving_stats(model)[0], before[0])
+    assert not np.array_equal(moving_statistics(model)[0][0], before[0])
 
 
 @pytest.mark.parametrize("value", [1, None, "yes"])
@@ -148,17 +149,17 @@ def test_get_config_round_trip(bn_class):
 def test_patch_model_swaps_classes_and_keeps_weights(stock_class):
     model = nested_net(stock_class)
     model.get_layer("base").trainable = False
-    before, state = weights_of(model), bn_state(model)
+    before, state = all_weights(model), bn_state(model)
 
     patched = frozen_bn.patch_model(model)
 
-    assert_same_weights(before, weights_of(model))
+    assert_weights_bitwise_equal(before, all_weights(model))
     assert bn_state(model) == state
-    assert_same_weights(before, weights_of(patched))
+    assert_weights_bitwise_equal(before, all_weights(patched))
     assert patched.get_layer("base").trainable is False
     ours = frozen_tf_keras.PATCHED_CLASSES[stock_class]
     assert bn_state(patched) == [(name, ours, t) for name, _, t in state]
-    x = images()
+    x = images(16)
     np.testing.assert_array_equal(
         patched(x, training=False).numpy(), model(x, training=False).numpy()
     )
@@ -169,8 +170,8 @@ def test_unpatch_model_restores_stock_classes():
     model = nested_net(STOCK_V1)
     restored = frozen_bn.unpatch_model(frozen_bn.patch_model(model))
     assert bn_state(restored) == bn_state(model)
-    assert_same_weights(weights_of(model), weights_of(restored))
-    x = images()
+    assert_weights_bitwise_equal(all_weights(model), all_weights(restored))
+    x = images(16)
     np.testing.assert_array_equal(
         restored(x, training=False).numpy(), model(x, training=False).numpy()
     )
@@ -178,10 +179,10 @@ def test_unpatch_model_restores_stock_classes():
 
 def test_patch_model_inplace_returns_the_model():
     model = conv_net(STOCK_V1)
-    before = weights_of(model)
+    before = all_weights(model)
     assert frozen_bn.patch_model(model, inplace=True) is model
     assert type(model.get_layer("bn")) is frozen_tf_keras.BatchNormalizationV1
-    assert_same_weights(before, weights_of(model))
+    assert_weights_bitwise_equal(before, all_weights(model))
     frozen_bn.unpatch_model(model, inplace=True)
     assert type(model.get_layer("bn")) is STOCK_V1
     assert model.get_layer("bn").trainable is True
@@ -217,8 +218,8 @@ def test_patched_model_saves_and_loads(tmp_path, suffix):
     assert all(
         layer.freeze_moving_stats for layer in _walk.batch_norm_layers(loaded)
     )
-    assert_same_weights(weights_of(model), weights_of(loaded))
-    x = images()
+    assert_weights_bitwise_equal(all_weights(model), all_weights(loaded))
+    x = images(16)
     np.testing.assert_array_equal(
         loaded(x, training=True).numpy(), model(x, training=True).numpy()
     )
@@ -234,7 +235,7 @@ def test_patch_model_rejects_a_subclassed_model():
             return self.bn(x)
 
     model = Net()
-    model(images())
+    model(images(16))
     with pytest.raises(ValueError, match="Cannot copy `model` of type Net"):
         frozen_bn.patch_model(model)
 

@@ -17,12 +17,6 @@ BN_CONFIGS = {
 }
 
 
-def images(seed=0, count=16):
-    """Inputs whose statistics are far from the initial moving ones."""
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((count, 8, 8, 3)) * 3 + 2).astype("float32")
-
-
 def targets(count=16):
     return (
         np.random.default_rng(7).standard_normal((count, 1)).astype("float32")
@@ -60,21 +54,6 @@ def nested_net(bn_class):
     x = bn_class(name="head_bn", fused=False)(x)
     x = tf_keras.layers.GlobalAveragePooling2D()(x)
     return tf_keras.Model(inputs, tf_keras.layers.Dense(1)(x))
-
-
-def weights_of(model):
-    """`(name, value)` of every weight of `model`, in order."""
-    return [
-        (w.name.split("/")[-1], v)
-        for w, v in zip(model.weights, model.get_weights(), strict=True)
-    ]
-
-
-def assert_same_weights(before, after):
-    assert [name for name, _ in before] == [name for name, _ in after]
-    for (name, value), (_, other) in zip(before, after, strict=True):
-        assert value.dtype == other.dtype, name
-        np.testing.assert_array_equal(other, value, err_msg=name)
 
 
 def bn_state(model):

@@ -17,17 +17,20 @@ import tf_keras
 import frozen_bn
 from frozen_bn import _walk
 from frozen_bn import tf_keras as frozen_tf_keras
+from tests.helpers import (
+    all_weights,
+    assert_weights_bitwise_equal,
+    images,
+    moving_statistics,
+)
 from tests.tf_keras_models import (
     BN_CONFIGS,
     STOCK_V1,
     STOCK_V2,
-    assert_same_weights,
     bn_state,
     conv_net,
-    images,
     nested_net,
     targets,
-    weights_of,
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
@@ -50,16 +53,9 @@ def train_inference_gap(model, x):
     return np.abs(train - inference).max()
 
 
-def moving_stats(model):
-    bn = model.get_layer("bn")
-    return tf_keras.backend.batch_get_value(
-        [bn.moving_mean, bn.moving_variance]
-    )
-
-
 def fit(model, epochs=1):
     model.compile("sgd", "mse")
-    model.fit(images(), targets(), batch_size=8, epochs=epochs, verbose=0)
+    model.fit(images(16), targets(), batch_size=8, epochs=epochs, verbose=0)
 
 
 def test_runs_in_graph_mode():
@@ -70,13 +66,13 @@ def test_runs_in_graph_mode():
 def test_stock_v1_uses_batch_statistics_when_frozen():
     model = conv_net(STOCK_V1)
     model.get_layer("bn").trainable = False
-    assert train_inference_gap(model, images()) > 0.1
+    assert train_inference_gap(model, images(16)) > 0.1
 
 
 def test_stock_v2_ignores_trainable_set_after_build():
     model = conv_net(STOCK_V2)
     model.get_layer("bn").trainable = False
-    assert train_inference_gap(model, images()) > 0.1
+    assert train_inference_gap(model, images(16)) > 0.1
 
 
 def test_loading_a_model_gives_stock_v1_layers(tmp_path):
@@ -90,7 +86,7 @@ def test_loading_a_model_gives_stock_v1_layers(tmp_path):
 @pytest.mark.parametrize("bn_class", OURS, ids=["v2", "v1"])
 def test_frozen_outputs_agree_across_learning_phases(bn_class, config):
     model = conv_net(bn_class, **BN_CONFIGS[config])
-    x = images()
+    x = images(16)
     assert train_inference_gap(model, x) > 0.1
     model.get_layer("bn").trainable = False
     train, inference = outputs_by_phase(model, x)
@@ -104,43 +100,46 @@ def test_fit_leaves_frozen_moving_statistics_bitwise_unchanged(
 ):
     model = conv_net(bn_class, **BN_CONFIGS[config])
     model.get_layer("bn").trainable = False
-    before = moving_stats(model)
+    before = moving_statistics(model)[0]
     fit(model, epochs=2)
-    for stat, old in zip(moving_stats(model), before, strict=True):
+    for stat, old in zip(moving_statistics(model)[0], before, strict=True):
         np.testing.assert_array_equal(stat, old)
 
 
 @pytest.mark.parametrize("bn_class", OURS, ids=["v2", "v1"])
 def test_fit_updates_moving_statistics_when_not_frozen(bn_class):
     model = conv_net(bn_class)
-    before = moving_stats(model)
+    before = moving_statistics(model)[0]
     fit(model)
-    assert not np.array_equal(moving_stats(model)[0], before[0])
+    assert not np.array_equal(moving_statistics(model)[0][0], before[0])
 
 
 def test_trainable_change_after_build_takes_effect_after_compile():
     model = conv_net(frozen_tf_keras.BatchNormalizationV1)
-    x = images()
+    x = images(16)
     fit(model)
     model.trainable = False
-    before = moving_stats(model)
+    before = moving_statistics(model)[0]
     fit(model)
-    for stat, old in zip(moving_stats(model), before, strict=True):
+    for stat, old in zip(moving_statistics(model)[0], before, strict=True):
         np.testing.assert_array_equal(stat, old)
     assert train_inference_gap(model, x) == 0
     model.get_layer("bn").trainable = True
     assert train_inference_gap(model, x) > 0.1
     fit(model)
-    assert not np.array_equal(moving_stats(model)[0], before[0])
+    assert not np.array_equal(moving_statistics(model)[0][0], before[0])
 
 
 def test_freeze_moving_stats_change_after_build_takes_effect():
     model = conv_net(frozen_tf_keras.BatchNormalization)
     bn = model.get_layer("bn")
     bn.freeze_moving_stats = True
-    before, gamma = moving_stats(model), tf_keras.backend.get_value(bn.gamma)
+    before, gamma = (
+        moving_statistics(model)[0],
+        tf_keras.backend.get_value(bn.gamma),
+    )
     fit(model)
-    for stat, old in zip(moving_stats(model), before, strict=True):
+    for stat, old in zip(moving_statistics(model)[0], before, strict=True):
         np.testing.assert_array_equal(stat, old)
     assert not np.array_equal(tf_keras.backend.get_value(bn.gamma), gamma)
 
@@ -154,7 +153,7 @@ def test_static_learning_phase_one(bn_class, frozen_has_gap):
     tf_keras.backend.set_learning_phase(1)
     model = conv_net(bn_class)
     model.get_layer("bn").trainable = False
-    x = images()
+    x = images(16)
     train = tf_keras.backend.function([model.input], [model.output])([x])[0]
     tf_keras.backend.set_learning_phase(0)
     reference = frozen_tf_keras.copy_model(model)
@@ -167,27 +166,29 @@ def test_static_learning_phase_one(bn_class, frozen_has_gap):
 
 def test_patch_model_fixes_a_frozen_stock_v1_model():
     model = nested_net(STOCK_V1)
-    before, state = weights_of(model), bn_state(model)
+    before, state = all_weights(model), bn_state(model)
     patched = frozen_bn.patch_model(model)
-    assert_same_weights(before, weights_of(model))
+    assert_weights_bitwise_equal(before, all_weights(model))
     assert bn_state(model) == state
-    assert_same_weights(before, weights_of(patched))
+    assert_weights_bitwise_equal(before, all_weights(patched))
     ours = frozen_tf_keras.BatchNormalizationV1
     assert bn_state(patched) == [(name, ours, t) for name, _, t in state]
     patched.trainable = False
-    train, inference = outputs_by_phase(patched, images())
+    train, inference = outputs_by_phase(patched, images(16))
     np.testing.assert_array_equal(train, inference)
-    np.testing.assert_array_equal(inference, model.predict(images(), verbose=0))
+    np.testing.assert_array_equal(
+        inference, model.predict(images(16), verbose=0)
+    )
 
 
 def test_patch_then_unpatch_gives_back_the_stock_model():
     model = nested_net(STOCK_V2)
     restored = frozen_bn.unpatch_model(frozen_bn.patch_model(model))
     assert bn_state(restored) == bn_state(model)
-    assert_same_weights(weights_of(model), weights_of(restored))
+    assert_weights_bitwise_equal(all_weights(model), all_weights(restored))
     np.testing.assert_array_equal(
-        restored.predict(images(), verbose=0),
-        model.predict(images(), verbose=0),
+        restored.predict(images(16), verbose=0),
+        model.predict(images(16), verbose=0),
     )
 
 
@@ -222,8 +223,8 @@ def test_patched_model_saves_and_loads(tmp_path, suffix):
     model.save(path, save_format="h5" if suffix == ".h5" else "tf")
     loaded = tf_keras.models.load_model(path)
     assert bn_state(loaded) == bn_state(model)
-    assert_same_weights(weights_of(model), weights_of(loaded))
-    train, inference = outputs_by_phase(loaded, images())
+    assert_weights_bitwise_equal(all_weights(model), all_weights(loaded))
+    train, inference = outputs_by_phase(loaded, images(16))
     np.testing.assert_array_equal(train, inference)
 
 
@@ -232,7 +233,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 import frozen_bn
-from tests.tf_keras_models import conv_net, images
+from tests.helpers import images
+from tests.tf_keras_models import conv_net
 
 tf.compat.v1.disable_v2_behavior()
 model = tf_keras.Model.from_config(conv_net(tf_keras.layers.BatchNormalization)
@@ -244,7 +246,7 @@ run = tf_keras.backend.function(
 )
 print(type(model.get_layer("bn")).__module__.rsplit(".", 1)[-1])
 print(type(patched.get_layer("bn")).__name__)
-print(np.array_equal(run([images(), 1])[0], run([images(), 0])[0]))
+print(np.array_equal(run([images(16), 1])[0], run([images(16), 0])[0]))
 """
 
 

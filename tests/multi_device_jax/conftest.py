@@ -8,10 +8,9 @@ process without two JAX devices, its tests are not collected.
 """
 
 import keras
-import numpy as np
 import pytest
 
-DEVICE_COUNT = 2
+from tests.multi_device_models import DEVICE_COUNT
 
 if (
     keras.backend.backend() != "jax"
@@ -27,10 +26,3 @@ def distribution():
     return keras.distribution.DataParallel(
         devices=keras.distribution.list_devices()
     )
-
-
-def device_values(variable):
-    """The value of each device's copy of `variable`, as numpy arrays."""
-    shards = variable.value.addressable_shards
-    assert len(shards) == DEVICE_COUNT, variable.path
-    return [np.asarray(shard.data) for shard in shards]

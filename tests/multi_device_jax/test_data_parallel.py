@@ -6,13 +6,13 @@ import pytest
 
 import frozen_bn
 from frozen_bn import _walk
-from tests.conftest import to_numpy
-from tests.multi_device_jax.conftest import DEVICE_COUNT, device_values
+from tests.helpers import images, to_numpy
 from tests.multi_device_models import (
+    DEVICE_COUNT,
     bn_first_model,
     check_diagnose_matches_one_device,
     check_recalibrate_matches_one_device,
-    images,
+    device_copies,
     labels,
     shifted_halves,
     statistics_variables,
@@ -25,7 +25,7 @@ OURS = frozen_bn.BatchNormalization
 def assert_devices_hold(variables, expected):
     """Every device's copy of each variable is bitwise `expected`."""
     for variable, value in zip(variables, expected, strict=True):
-        for copy in device_values(variable):
+        for copy in device_copies(variable):
             np.testing.assert_array_equal(copy, value, err_msg=variable.path)
 
 
@@ -97,7 +97,7 @@ class RecordDevices(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         # JAX's fit() keeps the state off the variables between steps.
         self.model.jax_state_sync()
-        self.steps.append([device_values(v) for v in self.variables])
+        self.steps.append([device_copies(v) for v in self.variables])
 
 
 def test_unfrozen_statistics_agree_across_devices_after_each_step(
@@ -132,15 +132,15 @@ def test_one_step_updates_statistics_with_the_global_batch(distribution):
         model.compile(keras.optimizers.SGD(0.0), "mse")
         model.fit(x, np.zeros((16, 1)), batch_size=16, shuffle=False, verbose=0)
     mean, variance = x.mean(0, dtype="float64"), x.var(0, dtype="float64")
-    for copy in device_values(bn.moving_mean):
+    for copy in device_copies(bn.moving_mean):
         np.testing.assert_allclose(copy, (1 - momentum) * mean, rtol=1e-5)
-    for copy in device_values(bn.moving_variance):
+    for copy in device_copies(bn.moving_variance):
         expected = momentum * 1.0 + (1 - momentum) * variance
         np.testing.assert_allclose(copy, expected, rtol=1e-5)
 
 
 def test_recalibrate_matches_one_device(distribution):
-    check_recalibrate_matches_one_device(distribution.scope(), device_values)
+    check_recalibrate_matches_one_device(distribution.scope(), device_copies)
 
 
 def test_diagnose_matches_one_device_and_writes_nothing(distribution):

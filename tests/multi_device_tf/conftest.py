@@ -12,7 +12,9 @@ import contextlib
 import keras
 import pytest
 
-DEVICES = ["/cpu:0", "/cpu:1"]
+from tests.multi_device_models import DEVICE_COUNT
+
+DEVICES = [f"/cpu:{index}" for index in range(DEVICE_COUNT)]
 
 
 def _two_logical_cpus():
@@ -46,10 +48,3 @@ def strategy():
     import tensorflow as tf
 
     return tf.distribute.MirroredStrategy(DEVICES)
-
-
-def replica_values(variable):
-    """The value of each replica's copy of `variable`, as numpy arrays."""
-    copies = variable.value.values
-    assert len(copies) == len(DEVICES), variable.path
-    return [copy.numpy() for copy in copies]

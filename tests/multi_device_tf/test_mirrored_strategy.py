@@ -9,18 +9,17 @@ import tensorflow as tf
 
 import frozen_bn
 from frozen_bn import _walk
-from tests.conftest import to_numpy
+from tests.helpers import images, to_numpy
 from tests.multi_device_models import (
     bn_first_model,
     check_diagnose_matches_one_device,
     check_recalibrate_matches_one_device,
-    images,
+    device_copies,
     labels,
     shifted_halves,
     statistics_variables,
     transfer_model,
 )
-from tests.multi_device_tf.conftest import replica_values
 
 OURS = frozen_bn.BatchNormalization
 
@@ -28,13 +27,13 @@ OURS = frozen_bn.BatchNormalization
 def assert_replicas_hold(variables, expected):
     """Every replica's copy of each variable is bitwise `expected`."""
     for variable, value in zip(variables, expected, strict=True):
-        for copy in replica_values(variable):
+        for copy in device_copies(variable):
             np.testing.assert_array_equal(copy, value, err_msg=variable.path)
 
 
 def assert_replicas_agree(variables):
     for variable in variables:
-        first, *others = replica_values(variable)
+        first, *others = device_copies(variable)
         for copy in others:
             np.testing.assert_array_equal(copy, first, err_msg=variable.path)
 
@@ -157,7 +156,7 @@ def test_stock_unsynchronized_statistics_drift_apart_across_replicas(
         model.compile(keras.optimizers.SGD(0.0), "mse")
     x = shifted_halves()
     model.fit(x, np.zeros((16, 1)), batch_size=16, shuffle=False, verbose=0)
-    first, second = replica_values(bn.moving_variance)
+    first, second = device_copies(bn.moving_variance)
     assert not np.allclose(first, second)
 
 
@@ -170,7 +169,7 @@ class RecordReplicas(keras.callbacks.Callback):
         self.steps = []
 
     def on_train_batch_end(self, batch, logs=None):
-        self.steps.append([replica_values(v) for v in self.variables])
+        self.steps.append([device_copies(v) for v in self.variables])
 
 
 @pytest.mark.parametrize("synchronized", [False, True])
@@ -220,9 +219,9 @@ def test_one_step_updates_statistics_as_the_replicas_see_the_batch(
     else:  # each replica's own statistics, averaged over the replicas
         means, variances = halves_statistics(x)
         mean, variance = means.mean(0), variances.mean(0)
-    for copy in replica_values(bn.moving_mean):
+    for copy in device_copies(bn.moving_mean):
         np.testing.assert_allclose(copy, (1 - momentum) * mean, rtol=1e-5)
-    for copy in replica_values(bn.moving_variance):
+    for copy in device_copies(bn.moving_variance):
         expected = momentum * 1.0 + (1 - momentum) * variance
         np.testing.assert_allclose(copy, expected, rtol=1e-5)
 
@@ -270,7 +269,7 @@ def test_training_layer_reduces_across_replicas(strategy, synchronized):
 
 
 def test_recalibrate_in_scope_matches_one_device(strategy):
-    check_recalibrate_matches_one_device(strategy.scope(), replica_values)
+    check_recalibrate_matches_one_device(strategy.scope(), device_copies)
 
 
 def test_diagnose_in_scope_matches_one_device_and_writes_nothing(strategy):
