@@ -1,15 +1,17 @@
 """Runs the whole test suite: once per Keras backend, plus separate processes.
 
-Usage: python scripts/run_tests.py [SUITE ...] [-- PYTEST_ARGS ...]
+Usage: python scripts/run_tests.py [--jobs N] [SUITE ...] [-- PYTEST_ARGS ...]
 
 Each suite runs in its own process (a backend, TF1 graph mode, or a set of
-devices is chosen once per process) and prints its own pytest summary; a
-table of all suites closes the output. The exit code is 0 only if every
+devices is chosen once per process), `--jobs` of them at a time (default:
+one per CPU core); each prints its pytest output when it ends, and a table
+of all suites closes the output. The exit code is 0 only if every
 suite passed. The `keras-nightly-*` suites run the per-backend tests with
 the next Keras release, from the virtual environment `make test` sets up in
 `.venv-nightly`.
 """
 
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -60,27 +62,54 @@ SUITES = {
 
 
 def run_suite(name, pytest_args):
+    """Runs one suite; returns its exit code, seconds and output."""
     env_update, paths, *python = SUITES[name]
     python = python[0] if python else sys.executable
     if not os.path.exists(python):
-        print(
-            f"error: suite {name} needs {python}; `make test` creates it",
-            file=sys.stderr,
+        return (
+            2,
+            0.0,
+            f"error: suite {name} needs {python}; `make test` creates it\n",
         )
-        return 2, 0.0
     paths = [
         *paths,
         *(f"--ignore={d}" for d in SEPARATE_PROCESS_TESTS if d not in paths),
     ]
     env = {**os.environ, **env_update}
     command = [python, "-m", "pytest", *paths, *pytest_args]
-    print(f"\n===== {name}: {' '.join(command)}", flush=True)
+    print(f"===== {name} started: {' '.join(command)}", flush=True)
     start = time.perf_counter()
-    code = subprocess.call(command, cwd=ROOT, env=env)
-    return code, time.perf_counter() - start
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = f"\n===== {name}\n{done.stdout}"
+    return done.returncode, time.perf_counter() - start, output
+
+
+def _jobs(argv):
+    """Takes `--jobs N` out of `argv`; returns N (default: CPU cores)."""
+    if "--jobs" not in argv[: argv.index("--") if "--" in argv else None]:
+        return os.cpu_count() or 1
+    index = argv.index("--jobs")
+    value = argv[index + 1] if index + 1 < len(argv) else ""
+    del argv[index : index + 2]
+    if not value.isdigit() or int(value) < 1:
+        print(
+            f"error: --jobs takes a positive integer, got {value!r}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return int(value)
 
 
 def main(argv):
+    argv = list(argv)
+    jobs = _jobs(argv)
     if "--" in argv:
         split = argv.index("--")
         names, pytest_args = argv[:split], argv[split + 1 :]
@@ -93,14 +122,22 @@ def main(argv):
             file=sys.stderr,
         )
         return 2
-    results = [
-        (name, *run_suite(name, pytest_args)) for name in names or SUITES
-    ]
+    names = names or list(SUITES)
+    results = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {
+            pool.submit(run_suite, name, pytest_args): name for name in names
+        }
+        for future in concurrent.futures.as_completed(futures):
+            code, seconds, output = future.result()
+            print(output, flush=True)
+            results[futures[future]] = (code, seconds)
     print("\n===== summary")
-    for name, code, seconds in results:
+    for name in names:
+        code, seconds = results[name]
         status = "passed" if code == 0 else f"FAILED (exit {code})"
         print(f"{name:<24} {status:<18} {seconds:7.1f}s")
-    return 0 if all(code == 0 for _, code, _ in results) else 1
+    return 0 if all(code == 0 for code, _ in results.values()) else 1
 
 
 if __name__ == "__main__":
