@@ -1,6 +1,7 @@
 """Tests for `frozen_bn.diagnose`, its report and CLI (every backend)."""
 
 import json
+import re
 
 import keras
 import matplotlib
@@ -345,12 +346,12 @@ def behaviours(model):
 
 
 # What fit() does with the guide's training=False depends on the release.
-BASE_UNDER_FIT = (
+BASE_BEHAVIOUR = (
     _fit_behaviour.FROZEN
     if HONOURS_TRAINING_FALSE
     else _fit_behaviour.OVERRIDDEN
 )
-HEAD_UNDER_FIT = (
+HEAD_BEHAVIOUR = (
     _fit_behaviour.SWITCHED_OFF
     if LEAKS_TRAINING_FALSE
     else _fit_behaviour.BATCH_STATISTICS
@@ -359,8 +360,8 @@ HEAD_UNDER_FIT = (
 
 def test_fit_behaviour_names_the_guide_pattern_trap():
     assert behaviours(guide_pattern()) == {
-        "base_bn": BASE_UNDER_FIT,
-        "head_bn": HEAD_UNDER_FIT,
+        "base_bn": BASE_BEHAVIOUR,
+        "head_bn": HEAD_BEHAVIOUR,
         "frozen_bn": _fit_behaviour.FROZEN,
     }
 
@@ -375,7 +376,7 @@ def test_trapped_drifted_layer_recommends_patch_model():
     report = frozen_bn.diagnose(guide_pattern(), images(), verbose=0)
 
     at_risk = {x.name: x.fit_behaviour for x in report.layers if x.at_risk}
-    expected = {"head_bn": HEAD_UNDER_FIT}
+    expected = {"head_bn": HEAD_BEHAVIOUR}
     if not HONOURS_TRAINING_FALSE:
         expected["base_bn"] = _fit_behaviour.OVERRIDDEN
     assert at_risk == expected
@@ -413,6 +414,20 @@ def test_to_dict_is_json_serializable():
     assert json.loads(json.dumps(data))["layers"][0]["name"] == "bn"
     assert data["flagged"] is True
     assert data["verdict"].startswith("Out-of-scale")
+
+
+def test_under_fit_is_a_deprecated_read_only_alias_of_fit_behaviour():
+    report = frozen_bn.diagnose(conv_net(), images(), verbose=0)
+    layer = report.layers[0]
+
+    with pytest.warns(DeprecationWarning, match="Use `fit_behaviour`"):
+        old = layer.under_fit
+    assert old == layer.fit_behaviour == _fit_behaviour.BATCH_STATISTICS
+    with pytest.raises(AttributeError):
+        layer.under_fit = _fit_behaviour.FROZEN
+    row = report.to_dict()["layers"][0]
+    assert row["fit_behaviour"] == _fit_behaviour.BATCH_STATISTICS
+    assert "under_fit" not in row
 
 
 def test_to_text_is_an_aligned_table():
@@ -509,12 +524,55 @@ def test_cli_inspect_lists_layers_and_their_mode(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3 BatchNormalization layers" in out
     base_line = next(line for line in out.splitlines() if "base_bn" in line)
-    assert base_line.endswith(BASE_UNDER_FIT)
+    assert base_line.endswith(BASE_BEHAVIOUR)
     assert "keras.BatchNormalization" in base_line
     head_line = next(line for line in out.splitlines() if "head_bn" in line)
-    assert head_line.endswith(HEAD_UNDER_FIT)
+    assert head_line.endswith(HEAD_BEHAVIOUR)
     leak_line = "(Keras 3.16): head_bn\n"
     assert (leak_line in out) is LEAKS_TRAINING_FALSE
+
+
+def cells(lines, name):
+    """The cells of the table row of layer `name` among `lines`."""
+    line = next(line for line in lines if line.startswith(name + " "))
+    return re.split(r"\s{2,}", line)
+
+
+def test_cli_inspect_and_the_report_show_the_same_layer_cells(tmp_path, capsys):
+    inputs = keras.Input((4,))
+    x = frozen_bn.BatchNormalization(name="ours", freeze_moving_stats=True)(
+        inputs
+    )
+    model = keras.Model(
+        inputs, keras.layers.BatchNormalization(name="stock")(x)
+    )
+    model.save(tmp_path / "mixed.keras")
+    expected = {
+        "ours": [
+            "ours",
+            "frozen_bn.BatchNormalization",
+            "True",
+            "True",
+            _fit_behaviour.FROZEN,
+        ],
+        "stock": [
+            "stock",
+            "keras.BatchNormalization",
+            "True",
+            "-",
+            _fit_behaviour.BATCH_STATISTICS,
+        ],
+    }
+
+    assert cli.main(["inspect", str(tmp_path / "mixed.keras")]) == 0
+    inspected = capsys.readouterr().out.splitlines()
+    report = frozen_bn.diagnose(model, separable()[0], verbose=0)
+    reported = report.to_text().splitlines()
+
+    for name, row in expected.items():
+        assert cells(inspected, name) == row
+        # Statistics in columns 4 to 6, then how fit() runs the layer.
+        assert [*cells(reported, name)[:4], cells(reported, name)[7]] == row
 
 
 def test_cli_diagnose_prints_report_and_saves_plot(tmp_path, capsys):
