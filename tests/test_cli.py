@@ -115,7 +115,7 @@ def test_module_entry_point_lists_every_subcommand():
     for name in SUBCOMMANDS:
         # Whole words, each at the start of a line of the command list:
         # "patch" inside "unpatch" does not count.
-        assert re.search(rf"^\s+{name}\b", helped.stdout, re.M), name
+        assert re.search(rf"^\s+{name}\s", helped.stdout, re.M), name
 
 
 def test_version(capsys):
