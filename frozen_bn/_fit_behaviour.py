@@ -6,9 +6,12 @@ each batch (it trains), or, the traps, with batch statistics although the
 layer is meant to be frozen, or in inference mode although it is meant to
 train. The labels depend on the layer, on how the model's graph calls it,
 and on what the installed Keras does with a recorded `training=False` (see
-`frozen_bn._training_arg`).
+`frozen_bn._training_arg`). A `BatchNormRow` puts a layer's flags beside
+its label: the row `frozen-bn inspect` prints, which `diagnose`'s
+`LayerDiagnosis` extends with the layer's statistics.
 """
 
+import dataclasses
 import sys
 
 import keras
@@ -112,6 +115,59 @@ def class_label(layer):
         package = cls.__module__
     suffix = "V1" if package == "tf_keras" and _is_stock_v1(layer) else ""
     return f"{package}.{cls.__name__}{suffix}"
+
+
+# The columns of a `BatchNormRow`, in the order of its `cells()`.
+COLUMNS = ("layer", "class", "trainable", "freeze", "under fit()")
+
+
+@dataclasses.dataclass
+class BatchNormRow:
+    """A BatchNormalization layer's flags and how `fit()` will run it.
+
+    Attributes:
+        name: The layer's name.
+        class_name: Its class, as `class_label` writes it.
+        trainable: Its `trainable` flag.
+        freeze_moving_stats: Its `freeze_moving_stats` flag, or `None` for
+            a stock layer.
+        fit_behaviour: How `fit()` will run it (see `fit_behaviour`).
+    """
+
+    name: str
+    class_name: str
+    trainable: bool
+    freeze_moving_stats: bool | None
+    fit_behaviour: str
+
+    @classmethod
+    def of(cls, layer, behaviour, **fields):
+        """The row of `layer`, `behaviour` being its `fit_behaviour`.
+
+        Args:
+            layer: A BatchNormalization layer.
+            behaviour: Its `fit_behaviour` label.
+            **fields: The fields a subclass adds.
+        """
+        return cls(
+            name=layer.name,
+            class_name=class_label(layer),
+            trainable=bool(layer.trainable),
+            freeze_moving_stats=getattr(layer, "freeze_moving_stats", None),
+            fit_behaviour=behaviour,
+            **fields,
+        )
+
+    def cells(self):
+        """The row as text, one cell per column of `COLUMNS`."""
+        freeze = self.freeze_moving_stats
+        return (
+            self.name,
+            self.class_name,
+            str(self.trainable),
+            "-" if freeze is None else str(freeze),
+            self.fit_behaviour,
+        )
 
 
 def _is_stock_v1(layer):

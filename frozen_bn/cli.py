@@ -177,25 +177,23 @@ def _add_inspect_arguments(parser):
 
 
 def _run_inspect(args):
-    from frozen_bn import diagnostics
+    from frozen_bn._fit_behaviour import (
+        COLUMNS,
+        BatchNormRow,
+        fit_behaviours,
+        switched_off_layers,
+    )
+    from frozen_bn._text import format_table
 
     model = load_model_file(args.model)
-    behaviours = diagnostics.fit_behaviours(model)
     rows = [
-        (
-            layer.name,
-            diagnostics.class_label(layer),
-            str(layer.trainable),
-            str(getattr(layer, "freeze_moving_stats", "-")),
-            behaviour,
-        )
-        for layer, behaviour in behaviours
+        BatchNormRow.of(layer, behaviour).cells()
+        for layer, behaviour in fit_behaviours(model)
     ]
-    header = ("layer", "class", "trainable", "freeze", "under fit()")
     print(f"{args.model}: {len(rows)} BatchNormalization layers")
     if rows:
-        print("\n".join(diagnostics.format_table(header, rows)))
-    switched_off = diagnostics.switched_off_layers(model)
+        print("\n".join(format_table(COLUMNS, rows)))
+    switched_off = switched_off_layers(model)
     if switched_off:
         print(
             "\nfit() keeps these layers in inference mode, because an "

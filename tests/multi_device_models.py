@@ -94,9 +94,9 @@ def assert_reports_close(report, expected):
         for key, value in metrics.items():
             np.testing.assert_allclose(value, reference[key], 1e-4, 1e-6)
     for got, want in zip(report.layers, expected.layers, strict=True):
-        assert (got.name, got.under_fit, got.drifted, got.at_risk) == (
+        assert (got.name, got.fit_behaviour, got.drifted, got.at_risk) == (
             want.name,
-            want.under_fit,
+            want.fit_behaviour,
             want.drifted,
             want.at_risk,
         )

@@ -1,5 +1,6 @@
-"""Tests for the `frozen-bn` command line tool's patch and unpatch commands."""
+"""Tests for the `frozen-bn` command line tool: patch, unpatch and help."""
 
+import re
 import subprocess
 import sys
 
@@ -104,11 +105,17 @@ def test_wrong_suffix_exits_2(tmp_path, capsys):
     assert "expected a .keras or .h5 output path" in capsys.readouterr().err
 
 
-def test_module_entry_point_prints_help():
+SUBCOMMANDS = ["patch", "unpatch", "fold", "demo", "inspect", "diagnose"]
+
+
+def test_module_entry_point_lists_every_subcommand():
     run = [sys.executable, "-m", "frozen_bn", "--help"]
     helped = subprocess.run(run, capture_output=True, text=True)
     assert helped.returncode == 0
-    assert "patch" in helped.stdout and "unpatch" in helped.stdout
+    for name in SUBCOMMANDS:
+        # Whole words, each at the start of a line of the command list:
+        # "patch" inside "unpatch" does not count.
+        assert re.search(rf"^\s+{name}\s", helped.stdout, re.M), name
 
 
 def test_version(capsys):

@@ -1,6 +1,7 @@
 """Tests for `frozen_bn.diagnose`, its report and CLI (every backend)."""
 
 import json
+import re
 
 import keras
 import matplotlib
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 import frozen_bn
-from frozen_bn import cli, diagnostics
+from frozen_bn import _fit_behaviour, _verdict, cli
 from frozen_bn._walk import batch_norm_layers
 from tests import keras_hub_models
 from tests.guide_pattern import HONOURS_TRAINING_FALSE, LEAKS_TRAINING_FALSE
@@ -36,7 +37,7 @@ def seed_classifier(head=None):
 
     On data shifted by +3 its inference-mode outputs all exceed 0.5 (chance
     accuracy, the ranking intact), while batch statistics undo the shift:
-    the seed post's symptom.
+    the symptom of the 2018 "Keras BN layer is broken" experiment.
     """
     inputs = keras.Input((4,))
     x = keras.layers.BatchNormalization(name="bn")(inputs)
@@ -65,33 +66,6 @@ def conv_net():
 
 def drifted(report):
     return [layer.name for layer in report.layers if layer.drifted]
-
-
-# ROC AUC
-
-
-def assert_multiclass_metrics(report, logits, y):
-    """Inference accuracy and cross-entropy as numpy computes them."""
-    logits = logits.astype("float64")
-    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    assert report.task == "multiclass"
-    assert report.inference["accuracy"] == np.mean(logits.argmax(1) == y)
-    np.testing.assert_allclose(
-        report.inference["loss"],
-        -np.mean(np.log(probabilities[np.arange(len(y)), y])),
-        1e-4,
-    )
-
-
-def test_roc_auc_matches_hand_computed_value_with_ties():
-    # Positives 0.35, 0.8, 0.4 against negatives 0.1, 0.4: wins 1 + 2 + 1.5
-    # (the tie with 0.4 counts half) over 3 * 2 pairs.
-    scores = [0.1, 0.4, 0.35, 0.8, 0.4]
-    assert diagnostics.roc_auc([0, 0, 1, 1, 1], scores) == 0.75
-
-
-def test_roc_auc_of_one_class_is_nan():
-    assert np.isnan(diagnostics.roc_auc([1, 1, 1], [0.2, 0.5, 0.9]))
 
 
 # The verdict
@@ -143,7 +117,7 @@ def test_calibrated_conv_net_is_not_flagged():
     report = frozen_bn.diagnose(conv_net(), images(64), verbose=0)
 
     assert drifted(report) == []
-    assert report.output_gap < diagnostics.OUTPUT_GAP
+    assert report.output_gap < _verdict.OUTPUT_GAP
 
 
 def test_layer_statistics_match_numpy():
@@ -171,6 +145,19 @@ def test_layer_statistics_match_numpy():
 
 
 # Metrics
+
+
+def assert_multiclass_metrics(report, logits, y):
+    """Inference accuracy and cross-entropy as numpy computes them."""
+    logits = logits.astype("float64")
+    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert report.task == "multiclass"
+    assert report.inference["accuracy"] == np.mean(logits.argmax(1) == y)
+    np.testing.assert_allclose(
+        report.inference["loss"],
+        -np.mean(np.log(probabilities[np.arange(len(y)), y])),
+        1e-4,
+    )
 
 
 def training_outputs(model, x, batch_size=32):
@@ -206,8 +193,8 @@ def test_binary_metrics_match_numpy_on_model_outputs():
         (report.inference, inference),
         (report.training, training),
     ):
-        assert found["accuracy"] == np.mean((p >= 0.5) == y)
-        assert found["positive_rate"] == np.mean(p >= 0.5)
+        assert found["accuracy"] == np.mean((p > 0.5) == y)
+        assert found["positive_rate"] == np.mean(p > 0.5)
         np.testing.assert_allclose(found["auc"], pairwise_auc(y, p), 1e-12)
         loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
         np.testing.assert_allclose(found["loss"], loss, 1e-4)
@@ -220,7 +207,7 @@ def test_logit_outputs_are_read_as_logits():
 
     report = frozen_bn.diagnose(model, x, y, verbose=0)
 
-    assert report.inference["accuracy"] == np.mean((logits >= 0) == y)
+    assert report.inference["accuracy"] == np.mean((logits > 0) == y)
     assert report.flagged
 
 
@@ -355,41 +342,43 @@ def guide_pattern():
 
 
 def behaviours(model):
-    return {x.name: b for x, b in diagnostics.fit_behaviours(model)}
+    return {x.name: b for x, b in _fit_behaviour.fit_behaviours(model)}
 
 
 # What fit() does with the guide's training=False depends on the release.
-BASE_UNDER_FIT = (
-    diagnostics.FROZEN if HONOURS_TRAINING_FALSE else diagnostics.OVERRIDDEN
+BASE_BEHAVIOUR = (
+    _fit_behaviour.FROZEN
+    if HONOURS_TRAINING_FALSE
+    else _fit_behaviour.OVERRIDDEN
 )
-HEAD_UNDER_FIT = (
-    diagnostics.SWITCHED_OFF
+HEAD_BEHAVIOUR = (
+    _fit_behaviour.SWITCHED_OFF
     if LEAKS_TRAINING_FALSE
-    else diagnostics.BATCH_STATISTICS
+    else _fit_behaviour.BATCH_STATISTICS
 )
 
 
 def test_fit_behaviour_names_the_guide_pattern_trap():
     assert behaviours(guide_pattern()) == {
-        "base_bn": BASE_UNDER_FIT,
-        "head_bn": HEAD_UNDER_FIT,
-        "frozen_bn": diagnostics.FROZEN,
+        "base_bn": BASE_BEHAVIOUR,
+        "head_bn": HEAD_BEHAVIOUR,
+        "frozen_bn": _fit_behaviour.FROZEN,
     }
 
 
 def test_patched_guide_pattern_is_frozen_under_fit():
     patched = frozen_bn.patch_model(guide_pattern())
-    assert behaviours(patched)["base_bn"] == diagnostics.FROZEN
-    assert behaviours(patched)["head_bn"] == diagnostics.BATCH_STATISTICS
+    assert behaviours(patched)["base_bn"] == _fit_behaviour.FROZEN
+    assert behaviours(patched)["head_bn"] == _fit_behaviour.BATCH_STATISTICS
 
 
 def test_trapped_drifted_layer_recommends_patch_model():
     report = frozen_bn.diagnose(guide_pattern(), images(64), verbose=0)
 
-    at_risk = {x.name: x.under_fit for x in report.layers if x.at_risk}
-    expected = {"head_bn": HEAD_UNDER_FIT}
+    at_risk = {x.name: x.fit_behaviour for x in report.layers if x.at_risk}
+    expected = {"head_bn": HEAD_BEHAVIOUR}
     if not HONOURS_TRAINING_FALSE:
-        expected["base_bn"] = diagnostics.OVERRIDDEN
+        expected["base_bn"] = _fit_behaviour.OVERRIDDEN
     assert at_risk == expected
     assert "patch_model" in report.fix
 
@@ -408,10 +397,10 @@ def test_report_names_the_layers_a_leak_switches_off():
         is LEAKS_TRAINING_FALSE
     )
     assert patched.switched_off == []
-    assert {x.name: x.under_fit for x in patched.layers} == {
-        "base_bn": diagnostics.FROZEN,
-        "head_bn": diagnostics.BATCH_STATISTICS,
-        "frozen_bn": diagnostics.FROZEN,
+    assert {x.name: x.fit_behaviour for x in patched.layers} == {
+        "base_bn": _fit_behaviour.FROZEN,
+        "head_bn": _fit_behaviour.BATCH_STATISTICS,
+        "frozen_bn": _fit_behaviour.FROZEN,
     }
 
 
@@ -425,6 +414,20 @@ def test_to_dict_is_json_serializable():
     assert json.loads(json.dumps(data))["layers"][0]["name"] == "bn"
     assert data["flagged"] is True
     assert data["verdict"].startswith("Out-of-scale")
+
+
+def test_under_fit_is_a_deprecated_read_only_alias_of_fit_behaviour():
+    report = frozen_bn.diagnose(conv_net(), images(), verbose=0)
+    layer = report.layers[0]
+
+    with pytest.warns(DeprecationWarning, match="Use `fit_behaviour`"):
+        old = layer.under_fit
+    assert old == layer.fit_behaviour == _fit_behaviour.BATCH_STATISTICS
+    with pytest.raises(AttributeError):
+        layer.under_fit = _fit_behaviour.FROZEN
+    row = report.to_dict()["layers"][0]
+    assert row["fit_behaviour"] == _fit_behaviour.BATCH_STATISTICS
+    assert "under_fit" not in row
 
 
 def test_to_text_is_an_aligned_table():
@@ -482,22 +485,21 @@ def test_non_binary_labels_for_one_output_raise():
 )
 def test_tf_keras_stock_v1_model_is_diagnosed():
     tf_keras = pytest.importorskip("tf_keras")
-    from frozen_bn import tf_keras as frozen_tf_keras
+    from tests.tf_keras_models import STOCK_V1
 
-    stock_v1 = frozen_tf_keras.stock_batch_norm_classes()[1]
     inputs = tf_keras.Input((8, 8, 3))
     x = tf_keras.layers.Conv2D(4, 3)(inputs)
-    x = stock_v1(name="v1_bn", trainable=False)(x)
+    x = STOCK_V1(name="v1_bn", trainable=False)(x)
     x = tf_keras.layers.GlobalAveragePooling2D()(x)
     model = tf_keras.Model(inputs, tf_keras.layers.Dense(1)(x))
     before = [w.numpy() for w in model.weights]
 
     report = frozen_bn.diagnose(model, images(64), verbose=0)
 
-    assert report.layers[0].under_fit == diagnostics.STOCK_V1
+    assert report.layers[0].fit_behaviour == _fit_behaviour.STOCK_V1
     assert report.layers[0].class_name == "tf_keras.BatchNormalizationV1"
     assert report.layers[0].at_risk
-    assert report.output_gap > diagnostics.OUTPUT_GAP
+    assert report.output_gap > _verdict.OUTPUT_GAP
     assert "patch_model" in report.fix
     for old, new in zip(before, model.weights, strict=True):
         np.testing.assert_array_equal(new.numpy(), old)
@@ -522,12 +524,55 @@ def test_cli_inspect_lists_layers_and_their_mode(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3 BatchNormalization layers" in out
     base_line = next(line for line in out.splitlines() if "base_bn" in line)
-    assert base_line.endswith(BASE_UNDER_FIT)
+    assert base_line.endswith(BASE_BEHAVIOUR)
     assert "keras.BatchNormalization" in base_line
     head_line = next(line for line in out.splitlines() if "head_bn" in line)
-    assert head_line.endswith(HEAD_UNDER_FIT)
+    assert head_line.endswith(HEAD_BEHAVIOUR)
     leak_line = "(Keras 3.16): head_bn\n"
     assert (leak_line in out) is LEAKS_TRAINING_FALSE
+
+
+def cells(lines, name):
+    """The cells of the table row of layer `name` among `lines`."""
+    line = next(line for line in lines if line.startswith(name + " "))
+    return re.split(r"\s{2,}", line)
+
+
+def test_cli_inspect_and_the_report_show_the_same_layer_cells(tmp_path, capsys):
+    inputs = keras.Input((4,))
+    x = frozen_bn.BatchNormalization(name="ours", freeze_moving_stats=True)(
+        inputs
+    )
+    model = keras.Model(
+        inputs, keras.layers.BatchNormalization(name="stock")(x)
+    )
+    model.save(tmp_path / "mixed.keras")
+    expected = {
+        "ours": [
+            "ours",
+            "frozen_bn.BatchNormalization",
+            "True",
+            "True",
+            _fit_behaviour.FROZEN,
+        ],
+        "stock": [
+            "stock",
+            "keras.BatchNormalization",
+            "True",
+            "-",
+            _fit_behaviour.BATCH_STATISTICS,
+        ],
+    }
+
+    assert cli.main(["inspect", str(tmp_path / "mixed.keras")]) == 0
+    inspected = capsys.readouterr().out.splitlines()
+    report = frozen_bn.diagnose(model, separable()[0], verbose=0)
+    reported = report.to_text().splitlines()
+
+    for name, row in expected.items():
+        assert cells(inspected, name) == row
+        # Statistics in columns 4 to 6, then how fit() runs the layer.
+        assert [*cells(reported, name)[:4], cells(reported, name)[7]] == row
 
 
 def test_cli_diagnose_prints_report_and_saves_plot(tmp_path, capsys):

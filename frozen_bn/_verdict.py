@@ -1,0 +1,125 @@
+"""The verdict of `diagnose`: whether a model is flagged, why, and the fix.
+
+The rules and their thresholds are those documented in
+`frozen_bn.diagnose`; `judge` applies them to a filled-in report.
+"""
+
+from frozen_bn._fit_behaviour import (
+    BATCH_STATISTICS,
+    FROZEN,
+    OVERRIDDEN,
+    STOCK_V1,
+    SWITCHED_OFF,
+)
+from frozen_bn._text import names, percent
+
+# Inference accuracy this close to chance, with an AUC this high, flags.
+CHANCE_MARGIN = 0.10
+HIGH_AUC = 0.90
+# Training and inference mode this far apart flag.
+ACCURACY_GAP = 0.10
+OUTPUT_GAP = 0.5
+# A layer's inputs drifted from its moving statistics.
+MEAN_SHIFT = 1.0
+VARIANCE_RATIO = (0.5, 2.0)
+
+
+def is_drifted(mean_shift, variance_ratio):
+    """Whether a layer's moving statistics do not describe the data."""
+    low, high = VARIANCE_RATIO
+    return mean_shift >= MEAN_SHIFT or not low <= variance_ratio <= high
+
+
+def is_at_risk(behaviour, drifted):
+    """Whether `fit()` will run a layer with the wrong statistics.
+
+    Args:
+        behaviour: The layer's `fit_behaviour` label.
+        drifted: Whether its moving statistics drifted (`is_drifted`).
+
+    Returns:
+        `True` for a drifted layer that `fit()` does not keep frozen
+        (training normalizes it with batch statistics, inference with
+        moving ones), and for a layer meant to train that `fit()` keeps in
+        inference mode (`SWITCHED_OFF`).
+    """
+    return behaviour == SWITCHED_OFF or drifted and behaviour != FROZEN
+
+
+def judge(report):
+    """Fills the `flagged`, `reasons` and `fix` of a `DiagnosisReport`."""
+    reasons = report.reasons
+    inference, training = report.inference, report.training
+    if report.task == "binary":
+        accuracy, auc = inference["accuracy"], inference["auc"]
+        if abs(accuracy - report.chance) <= CHANCE_MARGIN and auc >= HIGH_AUC:
+            reasons.append(
+                f"In inference mode accuracy is {percent(accuracy)}, close "
+                f"to chance ({percent(report.chance)}), while the ROC AUC "
+                f"is {auc:.3f}: the ranking is right, the probabilities "
+                "are out of scale."
+            )
+    if inference is not None:
+        gap = abs(training["accuracy"] - inference["accuracy"])
+        if gap >= ACCURACY_GAP:
+            reasons.append(
+                f"Accuracy is {percent(training['accuracy'])} in training "
+                f"mode but {percent(inference['accuracy'])} in inference "
+                "mode."
+            )
+    if report.output_gap >= OUTPUT_GAP:
+        reasons.append(
+            f"The outputs differ between training and inference mode by "
+            f"{report.output_gap:.2f} output standard deviations."
+        )
+    if report.switched_off:
+        reasons.append(
+            "This Keras passes a recorded training=False on to the layers "
+            "called after it, so fit() will not train "
+            f"{names(report.switched_off)}."
+        )
+    drifted = [layer.name for layer in report.layers if layer.drifted]
+    if drifted:
+        reasons.append(
+            "The moving statistics do not describe this data in "
+            f"{names(drifted)}."
+        )
+    report.flagged = bool(reasons)
+    if report.flagged:
+        report.fix = _fix(report)
+
+
+def _fix(report):
+    at_risk = [layer for layer in report.layers if layer.at_risk]
+    steps = []
+    patch_fixes = (OVERRIDDEN, STOCK_V1, SWITCHED_OFF)
+    if report.switched_off or any(
+        layer.fit_behaviour in patch_fixes for layer in at_risk
+    ):
+        steps.append(
+            "`frozen_bn.patch_model(model)` so that fit() keeps frozen layers "
+            "and those called with training=False in inference mode, and "
+            "trains the layers after them"
+        )
+    trainable = [
+        layer.name
+        for layer in at_risk
+        if layer.fit_behaviour == BATCH_STATISTICS
+    ]
+    if trainable:
+        steps.append(
+            f"freeze {names(trainable)} before fine-tuning (after "
+            "`frozen_bn.patch_model(model)`: `trainable = False`, or "
+            "`freeze_moving_stats = True` to keep training gamma and beta)"
+        )
+    if any(layer.drifted for layer in report.layers):
+        steps.append(
+            "`frozen_bn.recalibrate(model, x)` to re-estimate the drifted "
+            "layers' statistics on this data"
+        )
+    if not steps:
+        steps.append(
+            "`frozen_bn.patch_model(model)`, then "
+            "`frozen_bn.recalibrate(model, x)`"
+        )
+    return "; ".join(steps) + "."
