@@ -3,7 +3,8 @@
 Every subcommand is a `Command`: its name, a one-line help, a function that
 adds its arguments, and a function that runs it and returns an exit code.
 Errors the user can fix are raised as `UsageError` and reported on stderr
-with exit code 2.
+with exit code 2. TensorFlow's C++ start-up logs are quieted before this
+module runs, when the package is imported (see `frozen_bn._tf_logs`).
 """
 
 import argparse
