@@ -136,7 +136,10 @@ def _add_demo_arguments(parser):
     parser.add_argument(
         "--out",
         metavar="PNG",
-        help="where to write the figure (default: demo.png in the cache dir)",
+        help=(
+            "where to write the figure, if matplotlib is installed (default: "
+            "demo.png in the cache dir)"
+        ),
     )
     parser.add_argument(
         "--cache-dir",
@@ -308,7 +311,8 @@ COMMANDS = [
     ),
     Command(
         "demo",
-        "the seed post's experiment on real data: stock BN vs frozen_bn",
+        'the 2018 "Keras BN layer is broken" experiment (Datumbox) on real '
+        "data: stock BN vs frozen_bn",
         _add_demo_arguments,
         _run_demo,
     ),
