@@ -1,4 +1,5 @@
-"""Tests for the `frozen-bn` command line tool's patch and unpatch commands."""
+"""Tests for the `frozen-bn` command line tool: patch, unpatch, its entry
+points and what TensorFlow logs when it starts."""
 
 import os
 import subprocess
@@ -128,8 +129,8 @@ def test_missing_arguments_exit_2(capsys):
     assert "the following arguments are required" in capsys.readouterr().err
 
 
-def _run_quietly_or_not(command, level=None, backend=None):
-    """Runs `command` in a new interpreter; `level`: the user's log level."""
+def _run_python(command, level=None, backend=None):
+    """Runs `python *command`; `level`: TF_CPP_MIN_LOG_LEVEL, else unset."""
     env = {
         k: v for k, v in os.environ.items() if k != frozen_bn._tf_logs.VARIABLE
     }
@@ -150,7 +151,7 @@ def test_command_line_hides_tensorflow_start_up_errors(tmp_path):
     # On a machine without a GPU, TensorFlow logs a failed cuInit at ERROR
     # level ("E0000 ... failed call to cuInit: ... CUDA error").
     saved_model(tmp_path / "in.keras")
-    run = _run_quietly_or_not(
+    run = _run_python(
         ["-m", "frozen_bn", "inspect", str(tmp_path / "in.keras")]
     )
     assert run.returncode == 0, run.stderr
@@ -163,7 +164,7 @@ def test_command_line_hides_tensorflow_start_up_errors(tmp_path):
     assert noise == []
 
 
-def test_command_line_keeps_a_log_level_the_user_set(tmp_path):
+def test_console_script_quiets_tensorflow_unless_the_user_set_a_level(tmp_path):
     # Named like the `frozen-bn` console script, which runs this import.
     script = tmp_path / "frozen-bn"
     script.write_text(
@@ -173,17 +174,15 @@ def test_command_line_keeps_a_log_level_the_user_set(tmp_path):
     )
     # The numpy backend: the environment is the point, not TensorFlow.
     assert (
-        _run_quietly_or_not([str(script)], backend="numpy").stdout.strip()
+        _run_python([str(script)], backend="numpy").stdout.strip()
         == frozen_bn._tf_logs.QUIET
     )
     assert (
-        _run_quietly_or_not(
-            [str(script)], level="0", backend="numpy"
-        ).stdout.strip()
+        _run_python([str(script)], level="0", backend="numpy").stdout.strip()
         == "0"
     )
     # A program that imports frozen_bn keeps TensorFlow's defaults.
-    imported = _run_quietly_or_not(
+    imported = _run_python(
         [
             "-c",
             "import os, frozen_bn; "
