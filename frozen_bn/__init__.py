@@ -1,5 +1,11 @@
 """Keras BatchNormalization that behaves correctly during transfer learning."""
 
+from frozen_bn import _tf_logs
+
+# First, before Keras imports TensorFlow (below), which reads the log level.
+if _tf_logs.started_from_command_line():
+    _tf_logs.quiet()
+
 from frozen_bn.caching import cache_features
 from frozen_bn.diagnostics import DiagnosisReport, diagnose
 from frozen_bn.folding import FoldReport, fold_batch_norms

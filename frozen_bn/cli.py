@@ -3,7 +3,8 @@
 Every subcommand is a `Command`: its name, a one-line help, a function that
 adds its arguments, and a function that runs it and returns an exit code.
 Errors the user can fix are raised as `UsageError` and reported on stderr
-with exit code 2.
+with exit code 2. TensorFlow's C++ start-up logs are quieted before this
+module runs, when the package is imported (see `frozen_bn._tf_logs`).
 """
 
 import argparse
@@ -135,7 +136,10 @@ def _add_demo_arguments(parser):
     parser.add_argument(
         "--out",
         metavar="PNG",
-        help="where to write the figure (default: demo.png in the cache dir)",
+        help=(
+            "where to write the figure, if matplotlib is installed (default: "
+            "demo.png in the cache dir)"
+        ),
     )
     parser.add_argument(
         "--cache-dir",
@@ -305,7 +309,8 @@ COMMANDS = [
     ),
     Command(
         "demo",
-        "the seed post's experiment on real data: stock BN vs frozen_bn",
+        'the 2018 "Keras BN layer is broken" experiment (Datumbox) on real '
+        "data: stock BN vs frozen_bn",
         _add_demo_arguments,
         _run_demo,
     ),

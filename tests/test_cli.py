@@ -1,5 +1,7 @@
-"""Tests for the `frozen-bn` command line tool: patch, unpatch and help."""
+"""Tests for the `frozen-bn` command line tool: patch, unpatch, its entry
+points and what TensorFlow logs when it starts."""
 
+import os
 import re
 import subprocess
 import sys
@@ -132,3 +134,67 @@ def test_missing_arguments_exit_2(capsys):
         cli.main(["patch"])
     assert exit_info.value.code == 2
     assert "the following arguments are required" in capsys.readouterr().err
+
+
+def _run_python(command, level=None, backend=None):
+    """Runs `python *command`; `level`: TF_CPP_MIN_LOG_LEVEL, else unset."""
+    env = {
+        k: v for k, v in os.environ.items() if k != frozen_bn._tf_logs.VARIABLE
+    }
+    if level is not None:
+        env[frozen_bn._tf_logs.VARIABLE] = level
+    if backend is not None:
+        env["KERAS_BACKEND"] = backend
+    return subprocess.run(
+        [sys.executable, *command], capture_output=True, text=True, env=env
+    )
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="only TensorFlow logs from C++ at start-up",
+)
+def test_command_line_hides_tensorflow_start_up_errors(tmp_path):
+    # On a machine without a GPU, TensorFlow logs a failed cuInit at ERROR
+    # level ("E0000 ... failed call to cuInit: ... CUDA error").
+    saved_model(tmp_path / "in.keras")
+    run = _run_python(
+        ["-m", "frozen_bn", "inspect", str(tmp_path / "in.keras")]
+    )
+    assert run.returncode == 0, run.stderr
+    assert "2 BatchNormalization layers" in run.stdout
+    noise = [
+        line
+        for line in run.stderr.splitlines()
+        if line.startswith("E0000") or "cuInit" in line
+    ]
+    assert noise == []
+
+
+def test_console_script_quiets_tensorflow_unless_the_user_set_a_level(tmp_path):
+    # Named like the `frozen-bn` console script, which runs this import.
+    script = tmp_path / "frozen-bn"
+    script.write_text(
+        "import os\n"
+        "import frozen_bn.cli\n"
+        f"print(os.environ.get({frozen_bn._tf_logs.VARIABLE!r}))\n"
+    )
+    # The numpy backend: the environment is the point, not TensorFlow.
+    assert (
+        _run_python([str(script)], backend="numpy").stdout.strip()
+        == frozen_bn._tf_logs.QUIET
+    )
+    assert (
+        _run_python([str(script)], level="0", backend="numpy").stdout.strip()
+        == "0"
+    )
+    # A program that imports frozen_bn keeps TensorFlow's defaults.
+    imported = _run_python(
+        [
+            "-c",
+            "import os, frozen_bn; "
+            f"print(os.environ.get({frozen_bn._tf_logs.VARIABLE!r}))",
+        ],
+        backend="numpy",
+    )
+    assert imported.stdout.strip() != frozen_bn._tf_logs.QUIET
