@@ -10,7 +10,7 @@ Usage: python benchmarks/layer_overhead.py [--backends tensorflow jax torch]
 import numpy as np
 from _harness import main, median_seconds
 
-# The seed fine-tunes ResNet50 from the layer after this one.
+# The 2018 experiment fine-tunes ResNet50 from the layer after this one.
 FROZEN_LAYERS = 140
 
 

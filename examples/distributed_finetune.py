@@ -1,12 +1,12 @@
-"""The seed protocol under `tf.distribute.MirroredStrategy`, stock vs frozen_bn.
+"""Fine-tuning under `tf.distribute.MirroredStrategy`, stock vs frozen_bn.
 
 Splits the CPU into two logical devices and trains with one replica on each,
 as a user with two GPUs would. A small conv base is pretrained on half of
 scikit-learn's digits (10 classes); a new task ("is the digit >= 5?") comes
 with low-contrast images (`x' = 0.4 x + 0.5`), whose statistics differ from
 the ones stored in the base's BatchNormalization layers. Fine-tuning follows
-the seed post and the Keras transfer-learning guide, everything inside
-`strategy.scope()`:
+the 2018 "Keras BN layer is broken" experiment (Datumbox) and the Keras
+transfer-learning guide, everything inside `strategy.scope()`:
 
 1. a new top on the frozen base (`base(x, training=False)`,
    `base.trainable = False`), RMSprop;
@@ -96,7 +96,7 @@ def pretrain(strategy, source):
 
 
 def fine_tune(strategy, weights, train, patched):
-    """The seed's two stages; returns the model and its base's statistics.
+    """The experiment's two stages; returns the model and its base's statistics.
 
     The statistics are each replica's copies, before and after training.
     """

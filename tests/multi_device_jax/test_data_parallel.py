@@ -30,7 +30,7 @@ def assert_devices_hold(variables, expected):
 
 
 def patched_transfer_model(distribution):
-    """The seed protocol's model, patched and compiled in `distribution`."""
+    """The transfer-learning model, patched and compiled in `distribution`."""
     with distribution.scope():
         model, _ = transfer_model()
         model = frozen_bn.patch_model(model)

@@ -39,7 +39,7 @@ def assert_replicas_agree(variables):
 
 
 def patched_transfer_model(strategy, **bn_config):
-    """The seed protocol's model, patched and compiled in `strategy`."""
+    """The transfer-learning model, patched and compiled in `strategy`."""
     with strategy.scope():
         model, _ = transfer_model(**bn_config)
         model = frozen_bn.patch_model(model)
