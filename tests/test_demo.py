@@ -253,7 +253,7 @@ def test_demo_command_line_options():
     args = cli.build_parser().parse_args(
         ["demo", "--quick", "--seeds", "0", "1", "--out", "f.png"]
     )
-    assert args.run is cli._run_demo
+    assert args.run is cli._demo.run
     assert (args.quick, args.seeds, args.retrain) == (True, [0, 1], False)
     assert (args.out, args.cache_dir) == ("f.png", None)
 

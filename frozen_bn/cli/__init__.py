@@ -1,0 +1,54 @@
+"""The `frozen-bn` command line tool.
+
+Every subcommand is a `Command` (`_command.py`): its name, a one-line help,
+a function that adds its arguments, and a function that runs it and returns
+an exit code. Each is defined with the others of its kind: model surgery
+(`_surgery.py`), reports on a model file (`_reports.py`) and the demo
+(`_demo.py`); `_files.py` reads and writes their files.
+Errors the user can fix are raised as `UsageError` and reported on stderr
+with exit code 2. TensorFlow's C++ start-up logs are quieted before this
+module runs, when the package is imported (see `frozen_bn._tf_logs`).
+"""
+
+import argparse
+import sys
+
+from frozen_bn.cli import _demo, _reports, _surgery
+from frozen_bn.cli._command import EXIT_OK, EXIT_USAGE, UsageError
+
+__all__ = ["EXIT_OK", "EXIT_USAGE", "UsageError", "build_parser", "main"]
+
+COMMANDS = [*_surgery.COMMANDS, _demo.COMMAND, *_reports.COMMANDS]
+
+
+def build_parser():
+    """The argument parser of `frozen-bn`, one subparser per command."""
+    parser = argparse.ArgumentParser(
+        prog="frozen-bn",
+        description="Keras BatchNormalization that stays frozen when frozen.",
+    )
+    from frozen_bn import __version__
+
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True
+    )
+    for command in COMMANDS:
+        sub = subparsers.add_parser(
+            command.name, help=command.help, description=command.help
+        )
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the `frozen-bn` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"frozen-bn {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,103 @@
+"""`frozen-bn inspect` and `diagnose`: what a model file's BN layers will do."""
+
+from frozen_bn.cli._command import EXIT_OK, Command, UsageError
+from frozen_bn.cli._files import load_arrays, load_model_file
+
+
+def _add_inspect_arguments(parser):
+    parser.add_argument(
+        "model", metavar="MODEL", help="model file (.keras or .h5)"
+    )
+
+
+def _run_inspect(args):
+    from frozen_bn._fit_behaviour import (
+        COLUMNS,
+        BatchNormRow,
+        fit_behaviours,
+        switched_off_layers,
+    )
+    from frozen_bn._text import format_table
+
+    model = load_model_file(args.model)
+    rows = [
+        BatchNormRow.of(layer, behaviour).cells()
+        for layer, behaviour in fit_behaviours(model)
+    ]
+    print(f"{args.model}: {len(rows)} BatchNormalization layers")
+    if rows:
+        print("\n".join(format_table(COLUMNS, rows)))
+    switched_off = switched_off_layers(model)
+    if switched_off:
+        print(
+            "\nfit() keeps these layers in inference mode, because an "
+            "earlier call was recorded with training=False (Keras 3.16): "
+            + ", ".join(layer.name for layer in switched_off)
+        )
+    return EXIT_OK
+
+
+def _add_diagnose_arguments(parser):
+    parser.add_argument(
+        "model", metavar="MODEL", help="model file (.keras or .h5)"
+    )
+    parser.add_argument(
+        "data", metavar="DATA", help="a .npz file holding the model inputs"
+    )
+    parser.add_argument(
+        "--inputs",
+        metavar="KEY",
+        help="the array of DATA holding the inputs (default: 'x', or the "
+        "only array that is not the labels)",
+    )
+    parser.add_argument(
+        "--labels", metavar="KEY", help="the array of DATA holding the labels"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="batch size (default: 32)"
+    )
+    parser.add_argument(
+        "--plot", metavar="PNG", help="also save the report's plot there"
+    )
+
+
+def _run_diagnose(args):
+    from frozen_bn.diagnostics import diagnose
+
+    if args.plot and not args.plot.endswith(".png"):
+        raise UsageError(f"expected a .png plot path, got: {args.plot}")
+    model = load_model_file(args.model)
+    x, y = load_arrays(args)
+    try:
+        report = diagnose(model, x, y, batch_size=args.batch_size, verbose=0)
+    except (TypeError, ValueError) as error:
+        raise UsageError(
+            f"cannot diagnose {args.model} on {args.data}: {error}"
+        ) from error
+    print(report.to_text())
+    if args.plot:
+        try:
+            figure = report.plot()
+        except ImportError as error:
+            raise UsageError(
+                "--plot needs matplotlib: pip install 'frozen_bn[plot]'"
+            ) from error
+        figure.savefig(args.plot, dpi=120)
+        print(f"plot saved to {args.plot}")
+    return EXIT_OK
+
+
+COMMANDS = [
+    Command(
+        "inspect",
+        "list every BatchNormalization layer and how fit() will run it",
+        _add_inspect_arguments,
+        _run_inspect,
+    ),
+    Command(
+        "diagnose",
+        "detect out-of-scale BatchNormalization statistics on data (.npz)",
+        _add_diagnose_arguments,
+        _run_diagnose,
+    ),
+]
