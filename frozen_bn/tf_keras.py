@@ -19,7 +19,7 @@ from tf_keras.src.layers.normalization import (
     batch_normalization_v1 as _stock_v1,
 )
 
-from frozen_bn.layers import check_freeze_moving_stats
+from frozen_bn._checks import check_bool
 
 _StockV2 = _stock_v2.BatchNormalization
 _StockV1 = _stock_v1.BatchNormalization
@@ -81,7 +81,7 @@ class _FrozenBatchNormalizationMixin:
 
     @freeze_moving_stats.setter
     def freeze_moving_stats(self, value):
-        self._freeze_moving_stats = check_freeze_moving_stats(value)
+        self._freeze_moving_stats = check_bool(value, "freeze_moving_stats")
         self._sync_frozen_flags()
 
     @property
