@@ -482,9 +482,9 @@ def test_non_binary_labels_for_one_output_raise():
 )
 def test_tf_keras_stock_v1_model_is_diagnosed():
     tf_keras = pytest.importorskip("tf_keras")
-    from frozen_bn import tf_keras as frozen_tf_keras
+    from frozen_bn._walk import tf_keras_batch_norm_classes
 
-    stock_v1 = frozen_tf_keras.stock_batch_norm_classes()[1]
+    _, stock_v1 = tf_keras_batch_norm_classes()
     inputs = tf_keras.Input((8, 8, 3))
     x = tf_keras.layers.Conv2D(4, 3)(inputs)
     x = stock_v1(name="v1_bn", trainable=False)(x)

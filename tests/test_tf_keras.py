@@ -19,6 +19,7 @@ from frozen_bn import _walk  # noqa: E402
 from frozen_bn import tf_keras as frozen_tf_keras  # noqa: E402
 from tests.tf_keras_models import (  # noqa: E402
     BN_CONFIGS,
+    PATCHED_CLASSES,
     STOCK_V1,
     STOCK_V2,
     assert_same_weights,
@@ -156,7 +157,7 @@ def test_patch_model_swaps_classes_and_keeps_weights(stock_class):
     assert bn_state(model) == state
     assert_same_weights(before, weights_of(patched))
     assert patched.get_layer("base").trainable is False
-    ours = frozen_tf_keras.PATCHED_CLASSES[stock_class]
+    ours = PATCHED_CLASSES[stock_class]
     assert bn_state(patched) == [(name, ours, t) for name, _, t in state]
     x = images()
     np.testing.assert_array_equal(
