@@ -111,7 +111,9 @@ def _rebuild_keras_model(model):
     # On TensorFlow a model remembers the tf.distribute strategy it was made
     # under (the default one if none); its copy's variables must be too.
     strategy = getattr(model, "distribute_strategy", None)
-    scope = strategy.scope() if strategy else contextlib.nullcontext()
+    scope = (
+        strategy.scope() if strategy is not None else contextlib.nullcontext()
+    )
     with scope:
         return keras.saving.deserialize_keras_object(config, safe_mode=False)
 
