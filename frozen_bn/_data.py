@@ -5,6 +5,8 @@ import math
 import keras
 import numpy as np
 
+from frozen_bn._checks import check_positive_int
+
 
 def _is_array(value):
     return hasattr(value, "shape") and hasattr(value, "dtype")
@@ -32,18 +34,6 @@ def _known_length(data, batch_size):
     except TypeError:
         return None
     return length if length >= 0 else None
-
-
-def check_verbose(verbose):
-    """`fit()`'s `verbose`: "auto" (same as 1), 0, 1 or 2; returns an int."""
-    if verbose == "auto":
-        return 1
-    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
-        raise ValueError(
-            'Expected `verbose` to be "auto", 0, 1 or 2. '
-            f"Received: verbose={verbose!r}"
-        )
-    return verbose
 
 
 def preprocessing(model):
@@ -98,22 +88,8 @@ def iter_input_batches(data, *, batch_size=32, steps=None, preprocess=None):
         A pair `(batches, count)`: an iterator over input batches and the
         number of batches it yields, or `None` if that is unknown.
     """
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or batch_size < 1
-    ):
-        raise ValueError(
-            "Expected `batch_size` to be a positive integer. "
-            f"Received: batch_size={batch_size!r}"
-        )
-    if steps is not None and (
-        isinstance(steps, bool) or not isinstance(steps, int) or steps < 1
-    ):
-        raise ValueError(
-            "Expected `steps` to be a positive integer or None. "
-            f"Received: steps={steps!r}"
-        )
+    batch_size = check_positive_int(batch_size, "batch_size")
+    steps = check_positive_int(steps, "steps", allow_none=True)
     count = _known_length(data, batch_size)
     if steps is not None:
         count = steps if count is None else min(count, steps)

@@ -23,7 +23,7 @@ import math
 
 import keras
 
-from frozen_bn._checks import runs_on_tensorflow
+from frozen_bn._runtime import runs_on_tensorflow
 
 # TensorFlow's fused kernel raises smaller epsilons to this value.
 _FUSED_MIN_EPSILON = 1.001e-5

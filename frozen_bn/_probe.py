@@ -28,9 +28,10 @@ import keras
 import numpy as np
 
 from frozen_bn import _moments
-from frozen_bn._checks import is_tf_keras_model as _is_tf_keras
-from frozen_bn._checks import runs_on_tensorflow
-from frozen_bn._data import check_verbose, iter_input_batches, preprocessing
+from frozen_bn._checks import check_verbose
+from frozen_bn._data import iter_input_batches, preprocessing
+from frozen_bn._runtime import is_tf_keras_model as _is_tf_keras
+from frozen_bn._runtime import runs_on_tensorflow
 
 
 @dataclasses.dataclass

@@ -18,7 +18,7 @@ import functools
 
 import keras
 
-from frozen_bn import _walk
+from frozen_bn import _copying, _walk
 from frozen_bn.layers import BatchNormalization
 
 REGISTERED_NAME = "frozen_bn>PatchedModel"
@@ -59,17 +59,11 @@ class PatchedModel:
             if freeze is not None:
                 BatchNormalization._adopt(layer)
                 layer.freeze_moving_stats = freeze
-        restore_trainable(model, config["trainable"])
+        _copying.set_trainable(
+            zip(_walk.iter_layers(model), config["trainable"], strict=True)
+        )
         keep_patch(model)
         return model
-
-
-def restore_trainable(model, flags):
-    """Sets the `trainable` flag of every layer of `model`, in model order."""
-    # Parents come before children, so a model's flag (which its setter
-    # passes down) does not overwrite its layers' own.
-    for layer, trainable in zip(_walk.iter_layers(model), flags, strict=True):
-        layer.trainable = trainable
 
 
 @functools.cache

@@ -7,7 +7,9 @@ private attributes this needs are read here and nowhere else:
 node's operation and tensors (`node.operation` in Keras 3, `node.layer` in
 tf_keras; `node.input_tensors`, `node.output_tensors`), a node's recorded
 keyword arguments (`node.arguments.kwargs` in Keras 3, `node.call_kwargs` in
-tf_keras) and the class behind `keras.Model(inputs, outputs)`.
+tf_keras), whether a node is a model input (`node.is_input`), tf_keras's
+compiled flag (`_is_compiled`) and the class behind
+`keras.Model(inputs, outputs)`.
 
 A Keras 3 graph's nodes call operations: layers, nested models, and the
 `keras.ops` functions called on symbolic tensors (keras-hub's ResNet v2 pads
@@ -106,6 +108,18 @@ def graph_operations(model):
     return list(getattr(model, "operations", None) or [])
 
 
+def call_nodes(model):
+    """The nodes of `graph_nodes(model)` that call an operation.
+
+    Those of the model's inputs are left out: they call nothing.
+    """
+    return [
+        node
+        for node in graph_nodes(model)
+        if node_layer(node) is not None and not node.is_input
+    ]
+
+
 def node_layer(node):
     """The operation a graph node calls: a layer, a nested model or an op.
 
@@ -153,6 +167,34 @@ def node_outputs(node):
     return list(node.output_tensors)
 
 
+def paired_layers(original, copy):
+    """`(layer, its copy)` for `original`, `copy` and the layers inside them.
+
+    Pairs `(original, *iter_layers(original))` with the same list of `copy`,
+    a model or layer rebuilt from `original`'s config: parents come before
+    their children. Two layers pair when one's class is the other's or a
+    subclass of it (a frozen_bn layer, and the stock one that a custom
+    block's constructor creates again).
+
+    Returns:
+        The list of pairs, or `None` when `copy` was not rebuilt alike.
+    """
+    originals = [original, *iter_layers(original)]
+    copies = [copy, *iter_layers(copy)]
+    if len(originals) != len(copies) or not all(
+        isinstance(a, type(b)) or isinstance(b, type(a))
+        for a, b in zip(originals, copies, strict=True)
+    ):
+        return None
+    return list(zip(originals, copies, strict=True))
+
+
+def is_compiled(model):
+    """Whether `compile()` was called on `model`."""
+    # Keras 3 says `compiled`, tf_keras `_is_compiled`.
+    return bool(getattr(model, "compiled", getattr(model, "_is_compiled", 0)))
+
+
 def called_in_inference_mode(model):
     """BN layers that the recorded graph calls with `training=False`.
 
@@ -178,11 +220,7 @@ def calls_in_order(model):
     the order it tracks them (their calls are not recorded, so their
     `training` argument is `None` here).
     """
-    nodes = [
-        node
-        for node in graph_nodes(model)
-        if node_layer(node) is not None and not node.is_input
-    ]
+    nodes = call_nodes(model)
     if nodes:
         calls = [(node_layer(node), recorded_training(node)) for node in nodes]
     else:

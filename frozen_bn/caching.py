@@ -5,7 +5,8 @@ import os
 import keras
 import numpy as np
 
-from frozen_bn._data import check_verbose, iter_input_batches
+from frozen_bn._checks import check_model, check_verbose
+from frozen_bn._data import iter_input_batches
 
 
 def cache_features(base, data, *, batch_size=32, path=None, verbose="auto"):
@@ -30,7 +31,8 @@ def cache_features(base, data, *, batch_size=32, path=None, verbose="auto"):
     caching fails part way, the files written so far are removed.
 
     Args:
-        base: A `keras.Model`, e.g. the base returned by `split_model`.
+        base: A built `keras.Model`, e.g. the base returned by
+            `split_model`.
         data: A numpy array (or a list/dict of them for a multi-input
             model), an `(x, y)` or `(x, y, sample_weight)` tuple of those, a
             `tf.data.Dataset`, a `keras.utils.PyDataset`, or any iterable
@@ -52,10 +54,7 @@ def cache_features(base, data, *, batch_size=32, path=None, verbose="auto"):
     >>> features = frozen_bn.cache_features(base, (images, labels))
     >>> head.fit(features, labels, epochs=10)
     """
-    if not isinstance(base, keras.Model):
-        raise TypeError(
-            f"Expected `base` to be a keras.Model. Received: base={base!r}"
-        )
+    check_model(base, "base", keras3_only=True)
     progbar_verbose = check_verbose(verbose)
     batches, count = iter_input_batches(data, batch_size=batch_size)
     progbar = keras.utils.Progbar(count, verbose=progbar_verbose)
@@ -74,6 +73,8 @@ def cache_features(base, data, *, batch_size=32, path=None, verbose="auto"):
     return features[0] if len(features) == 1 else features
 
 
+# The two sinks share a protocol (a context manager with `empty`, `add` and
+# `result`), so their small methods look alike; what each does differs.
 class _MemorySink:
     """Collects batches in memory and concatenates them at the end."""
 

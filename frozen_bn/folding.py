@@ -4,42 +4,9 @@ import collections
 import dataclasses
 
 import keras
-import numpy as np
 
-from frozen_bn import _walk
-from frozen_bn.layers import BatchNormalization as FrozenBatchNormalization
-
-
-def _scale_output_axis(kernel, scale):
-    return kernel * scale
-
-
-def _scale_transposed(kernel, scale):
-    # Transposed convolutions store kernels as (*window, out, in).
-    return kernel * scale[:, None]
-
-
-def _scale_depthwise(kernel, scale):
-    # Depthwise output channel `c * multiplier + m` comes from `[..., c, m]`.
-    return kernel * np.reshape(scale, kernel.shape[-2:])
-
-
-# The layers a BN can fold into: the name of the weight that produces their
-# output channels, and how to scale it per channel. Exact classes only: a
-# subclass may compute something else with the same weights.
-_FOLDABLE = {
-    keras.layers.Dense: ("kernel", _scale_output_axis),
-    keras.layers.Conv1D: ("kernel", _scale_output_axis),
-    keras.layers.Conv2D: ("kernel", _scale_output_axis),
-    keras.layers.Conv3D: ("kernel", _scale_output_axis),
-    keras.layers.SeparableConv1D: ("pointwise_kernel", _scale_output_axis),
-    keras.layers.SeparableConv2D: ("pointwise_kernel", _scale_output_axis),
-    keras.layers.DepthwiseConv1D: ("kernel", _scale_depthwise),
-    keras.layers.DepthwiseConv2D: ("kernel", _scale_depthwise),
-    keras.layers.Conv1DTranspose: ("kernel", _scale_transposed),
-    keras.layers.Conv2DTranspose: ("kernel", _scale_transposed),
-    keras.layers.Conv3DTranspose: ("kernel", _scale_transposed),
-}
+from frozen_bn import _copying, _flavors, _folded_weights, _walk
+from frozen_bn._checks import check_model
 
 # On the TensorFlow backend, Keras 3.15.1 computes these layers wrongly in
 # `channels_first` once they have a bias (their `channels_last` twins agree
@@ -131,7 +98,7 @@ def fold_batch_norms(model):
     >>> folded.save("model_folded.keras")
     """
     # 1. Decide which BN folds into which layer.
-    _check_model(model)
+    check_model(model, keras3_only=True, graph=True)
     folds, kept = _plan(model)
     # 2. Clone the graph without the folded BNs.
     clones = {}
@@ -139,51 +106,20 @@ def fold_batch_norms(model):
     clones[id(model)] = (model, folded_model)
     # 3. Copy weights and `trainable` flags, parents before children: a
     # layer's `trainable` flag sets its sublayers'.
-    inside = {}  # id -> clone, for the sublayers of layers cloned whole.
     for layer in (model, *_walk.iter_layers(model)):
-        if id(layer) in clones:
-            clone = clones[id(layer)][1]
-        elif id(layer) in inside:
-            clone = inside[id(layer)]  # Its weights came with its parent's.
-        else:
-            continue  # A folded BN.
-        if clone.trainable != layer.trainable:  # The setter recurses.
-            clone.trainable = layer.trainable
+        if id(layer) not in clones:
+            continue  # A folded BN, or inside a layer copied whole.
+        clone = clones[id(layer)][1]
         if id(layer) in folds.producers:
-            _set_folded_weights(layer, folds.producers[id(layer)], clone)
-        elif id(layer) in clones and not _is_graph(layer):
-            clone.set_weights(layer.get_weights())
-            inside.update(_sublayer_clones(layer, clone))
+            _folded_weights.assign(clone, layer, folds.producers[id(layer)])
+            _copying.set_trainable([(clone, layer.trainable)])
+        elif _is_graph(layer):  # Its layers come next, each on its own.
+            _copying.set_trainable([(clone, layer.trainable)])
+        else:  # Copied whole, with the weights and flags inside it.
+            _copying.copy_state(layer, clone)
+    # 4. Kept frozen_bn layers become stock ones, as `unpatch_model` does.
+    folded_model = _flavors.KERAS_3.unpatch(folded_model)
     return folded_model, FoldReport(tuple(folds.names), tuple(kept))
-
-
-def _sublayer_clones(layer, clone):
-    """`{id(sublayer): its clone}` for a layer rebuilt from its config."""
-    originals = list(_walk.iter_layers(layer))
-    copies = list(_walk.iter_layers(clone))
-    if [type(x) for x in originals] != [type(x) for x in copies]:
-        return {}  # Not rebuilt alike: its sublayers keep their own flags.
-    return {id(x): y for x, y in zip(originals, copies, strict=True)}
-
-
-def _check_model(model):
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            "Expected `model` to be a keras.Model. "
-            f"Received: model={model!r} of type {type(model)}"
-        )
-    if not _is_graph(model):
-        raise ValueError(
-            "Expected `model` to be a Functional or Sequential model: the "
-            "graph of a subclassed model cannot be rewritten. "
-            f"Received: model={model!r} of type {type(model)}"
-        )
-    if not model.built:
-        raise ValueError(
-            "Expected `model` to be built (its BN layers have no statistics "
-            "yet): give it an `Input` or call it on data first. "
-            f"Received: model={model!r}"
-        )
 
 
 def _is_graph(layer):
@@ -252,20 +188,19 @@ def _edges(graph):
         for index, layer in enumerate(layers):
             yield layer, layers[index - 1] if index else None, 1
         return
-    nodes = [
-        node
-        for node in _walk.graph_nodes(graph)
-        if not node.is_input and _walk.node_layer(node) is not None
-    ]
-    producers = {id(t): node for node in nodes for t in node.outputs}
+    nodes = _walk.call_nodes(graph)
+    producers = {
+        id(t): node for node in nodes for t in _walk.node_outputs(node)
+    }
     users = collections.Counter(
-        id(t) for node in nodes for t in node.input_tensors
+        id(t) for node in nodes for t in _walk.node_inputs(node)
     )
     users.update(id(t) for t in keras.tree.flatten(graph.outputs))
     for node in nodes:
-        if not node.input_tensors:
+        inputs = _walk.node_inputs(node)
+        if not inputs:
             continue
-        first = node.input_tensors[0]
+        first = inputs[0]
         producer = producers.get(id(first))
         if producer is not None:
             producer = _walk.node_layer(producer)
@@ -278,7 +213,7 @@ def _why_kept(bn, producer, users, calls):
         return f"it is called {calls[id(bn)]} times"
     if producer is None:
         return "its input is a model input"
-    if type(producer) not in _FOLDABLE:
+    if not _folded_weights.can_fold_into(producer):
         return (
             f"it follows `{producer.name}`, a {type(producer).__name__}, "
             "which is not a layer a BN can fold into"
@@ -329,10 +264,7 @@ def _clone(model, folds, clones):
         return layer(*args, **kwargs)
 
     if isinstance(model, keras.Sequential):
-        inputs = [
-            keras.Input(batch_shape=x.shape, dtype=x.dtype, name=x.name)
-            for x in model.inputs
-        ]
+        inputs = _copying.input_copies(model)
         layers = [clone_layer(layer) for layer in model.layers]
         return keras.Sequential(
             [*inputs, *(layer for layer in layers if layer is not _REMOVED)],
@@ -345,7 +277,7 @@ def _clone(model, folds, clones):
     # `clone_model` keeps a subclass whose constructor takes `(inputs,
     # outputs)` or `(*args, **kwargs)`; the result is a plain Functional.
     plain = keras.Model(clone.input, clone.output, name=model.name)
-    if clone.compiled:
+    if _walk.is_compiled(clone):
         plain.compile_from_config(clone.get_compile_config())
     return plain
 
@@ -355,35 +287,6 @@ def _clone_one(layer, folds, clones):
     if _is_graph(layer):
         return _clone(layer, folds, clones)
     config = layer.get_config()
-    cls = type(layer)
     if id(layer) in folds.producers:
         config["use_bias"] = True
-    elif isinstance(layer, FrozenBatchNormalization):
-        # Same inference behaviour; the result must load without frozen_bn.
-        config.pop("freeze_moving_stats")
-        cls = keras.layers.BatchNormalization
-    return cls.from_config(config)
-
-
-def _batch_norm_affine(bn):
-    """`(scale, shift)` of `bn` in inference mode, in float64."""
-
-    gamma = _float64(bn.gamma) if bn.scale else 1.0
-    beta = _float64(bn.beta) if bn.center else 0.0
-    scale = gamma / np.sqrt(_float64(bn.moving_variance) + bn.epsilon)
-    return scale, beta - scale * _float64(bn.moving_mean)
-
-
-def _float64(variable):
-    return keras.ops.convert_to_numpy(variable).astype("float64")
-
-
-def _set_folded_weights(layer, bn, clone):
-    """Sets `clone`'s weights to those of `layer` followed by `bn`."""
-    kernel_name, scale_kernel = _FOLDABLE[type(layer)]
-    values = {v.name: _float64(v) for v in layer.weights}
-    scale, shift = _batch_norm_affine(bn)
-    values[kernel_name] = scale_kernel(values[kernel_name], scale)
-    values["bias"] = values.get("bias", 0.0) * scale + shift
-    for variable in clone.weights:
-        variable.assign(values[variable.name].astype(variable.dtype))
+    return type(layer).from_config(config)

@@ -3,16 +3,7 @@
 import keras
 
 from frozen_bn import _replicas
-
-
-def check_freeze_moving_stats(value):
-    """Returns `value` if it is a bool; raises a `TypeError` otherwise."""
-    if not isinstance(value, bool):
-        raise TypeError(
-            "Expected `freeze_moving_stats` to be a bool. "
-            f"Received: freeze_moving_stats={value!r}"
-        )
-    return value
+from frozen_bn._checks import check_bool
 
 
 @keras.saving.register_keras_serializable(package="frozen_bn")
@@ -103,7 +94,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     @freeze_moving_stats.setter
     def freeze_moving_stats(self, value):
-        self._freeze_moving_stats = check_freeze_moving_stats(value)
+        self._freeze_moving_stats = check_bool(value, "freeze_moving_stats")
 
     @classmethod
     def _adopt(cls, layer):

@@ -1,147 +1,10 @@
 """Swapping frozen_bn's BatchNormalization into loaded models, and back."""
 
-import contextlib
-import dataclasses
 import reprlib
 import warnings
-from collections.abc import Callable
 
-import keras
-
-from frozen_bn import _rebuild, _training_arg, _walk
+from frozen_bn import _flavors, _walk
 from frozen_bn._checks import check_model
-from frozen_bn.layers import BatchNormalization
-
-
-@dataclasses.dataclass(frozen=True)
-class _Flavor:
-    """What patching needs to know about one Keras (Keras 3 or tf_keras)."""
-
-    # Each stock BatchNormalization class and the frozen_bn class replacing it.
-    patched_classes: dict
-    # Returns an independent copy of a model, weights included.
-    copy_model: Callable
-    # Called on the model once its layers changed class: returns the model
-    # to hand to the user. Patching and unpatching each have their own.
-    finish_patch: Callable
-    finish_unpatch: Callable
-    # Whether a model's graph fixes its layers' behaviour when it is built
-    # (tf_keras in TF1 graph mode): then it cannot change in place.
-    static_graph: bool = False
-
-
-def _distribution_scope(model):
-    """The scope a copy of `model` must be made in to be distributed alike."""
-    # On TensorFlow a model remembers the tf.distribute strategy it was made
-    # under (the default one if none); its copy's variables must be too.
-    strategy = getattr(model, "distribute_strategy", None)
-    return (
-        strategy.scope() if strategy is not None else contextlib.nullcontext()
-    )
-
-
-def _copy_keras_model(model):
-    """An independent copy of `model`: same class, weights and flags.
-
-    The copy is made as Keras saves and loads a model, from its config (less
-    its compile config), so that a model that builds its layers in code,
-    such as a keras-hub backbone or task, comes back as its own class.
-    """
-    config = keras.saving.serialize_keras_object(model)
-    config.pop("compile_config", None)
-    try:
-        with _distribution_scope(model):
-            clone = keras.saving.deserialize_keras_object(
-                config, safe_mode=False
-            )
-        clone.set_weights(model.get_weights())
-    except Exception as error:  # Keras raises many types here.
-        raise ValueError(
-            f"Cannot copy `model` of type {type(model).__name__}: Keras "
-            "copies a model by building it again from its config, which "
-            "takes a Functional or Sequential model, or another model whose "
-            "`get_config()` holds every constructor argument. Pass "
-            f"`inplace=True` to patch the model itself. Keras said: {error}"
-        ) from error
-    # A model that builds its layers in code does not save their flags.
-    clone.trainable = model.trainable
-    _rebuild.restore_trainable(
-        clone, [layer.trainable for layer in _walk.iter_layers(model)]
-    )
-    return clone
-
-
-def _take_over_inference_calls(model):
-    """Drops each recorded `training=False` whose work frozen_bn now does.
-
-    Where a graph calls a layer or nested model with `training=False` and
-    every BN layer in it is a frozen one, the frozen layers already
-    normalize with their moving statistics; the recorded argument would
-    only do harm: Keras 3.15 overrides it under `fit()`, and Keras 3.16
-    passes it on to every layer called after it.
-    """
-    for node, callee in _walk.inference_calls(model):
-        batch_norms = [
-            layer
-            for layer in (callee, *_walk.iter_layers(callee))
-            if isinstance(layer, keras.layers.BatchNormalization)
-        ]
-        if batch_norms and all(
-            isinstance(layer, BatchNormalization)
-            and (layer.freeze_moving_stats or not layer.trainable)
-            for layer in batch_norms
-        ):
-            _walk.forget_recorded_training(node)
-
-
-def _finish_keras_patch(model):
-    _take_over_inference_calls(model)
-    switched_off = _training_arg.switched_off_by_leak(model)
-    if switched_off:
-        warnings.warn(  # From the user's call of `patch_model`.
-            "This Keras passes a recorded `training=False` on to the layers "
-            "called after it, and `freeze_moving_stats` leaves a layer that "
-            "it reaches training, so the argument stays: fit() will run "
-            f"these layers in inference mode: {_names(switched_off)}",
-            stacklevel=3,
-        )
-    _rebuild.keep_patch(model)
-    return model
-
-
-def _names(layers):
-    return ", ".join(layer.name for layer in layers)
-
-
-def _finish_keras_unpatch(model):
-    _rebuild.release(model)
-    return model
-
-
-def _flavor_of(model):
-    """The flavor of a model that `check_model` accepted."""
-    if isinstance(model, keras.Model):
-        return _Flavor(
-            {keras.layers.BatchNormalization: BatchNormalization},
-            _copy_keras_model,
-            _finish_keras_patch,
-            _finish_keras_unpatch,
-        )
-    from frozen_bn import tf_keras as frozen_tf_keras
-
-    static_graph = frozen_tf_keras.builds_static_graphs()
-    finish = frozen_tf_keras.copy_model if static_graph else _identity
-    return _Flavor(
-        frozen_tf_keras.PATCHED_CLASSES,
-        frozen_tf_keras.copy_model,
-        finish,
-        finish,
-        static_graph,
-    )
-
-
-def _identity(model):
-    return model
 
 
 def _freeze_rule(freeze_moving_stats, bn_names):
@@ -194,11 +57,6 @@ def _check_inplace(flavor, inplace):
         )
 
 
-def _is_compiled(model):
-    # Keras 3 says `compiled`, tf_keras `_is_compiled`.
-    return bool(getattr(model, "compiled", getattr(model, "_is_compiled", 0)))
-
-
 def _warn(message):
     warnings.warn(message, stacklevel=3)
 
@@ -249,7 +107,7 @@ def patch_model(model, *, freeze_moving_stats=None, inplace=False):
     >>> base.trainable = False  # now truly frozen, also under fit()
     """
     check_model(model)
-    flavor = _flavor_of(model)
+    flavor = _flavors.flavor_of(model)
     _check_inplace(flavor, inplace)
     bn_names = [layer.name for layer in _walk.batch_norm_layers(model)]
     rule = _freeze_rule(freeze_moving_stats, bn_names)
@@ -276,7 +134,7 @@ def patch_model(model, *, freeze_moving_stats=None, inplace=False):
             "These layers subclass BatchNormalization but are not frozen_bn "
             f"layers; they were left as they are: {', '.join(foreign)}"
         )
-    if _is_compiled(model):
+    if _walk.is_compiled(model):
         _warn(
             "`model` was compiled. Call `compile()` on the patched model "
             "before training it: the compiled training step would keep the "
@@ -303,15 +161,10 @@ def unpatch_model(model, *, inplace=False):
         The unpatched model.
     """
     check_model(model)
-    flavor = _flavor_of(model)
+    flavor = _flavors.flavor_of(model)
     _check_inplace(flavor, inplace)
-    target = model if inplace else flavor.copy_model(model)
-    ours = tuple(flavor.patched_classes.values())
-    for layer in _walk.batch_norm_layers(target):
-        if type(layer) in ours:
-            layer._release()
-    target = flavor.finish_unpatch(target)
-    if _is_compiled(model):
+    target = flavor.unpatch(model if inplace else flavor.copy_model(model))
+    if _walk.is_compiled(model):
         _warn(
             "`model` was compiled. Call `compile()` on the unpatched model "
             "before training it."

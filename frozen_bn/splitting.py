@@ -13,33 +13,20 @@ original.
 
 import keras
 
-from frozen_bn import _walk
+from frozen_bn import _copying, _walk
+from frozen_bn._checks import check_model
 
 # How many valid cut points before and after a refused one an error lists.
 _NEAREST = 3
 
 
 def _graph_model(model):
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"Expected `model` to be a keras.Model. Received: model={model!r}"
-        )
+    """The Functional model to cut: `model`, or a Sequential's graph."""
+    check_model(model, keras3_only=True, graph=True)
     if isinstance(model, keras.Sequential):
-        if not model.built or not model.inputs:
-            raise ValueError(
-                "Expected `model` to be a built Sequential model (with a "
-                "known input shape). Received an unbuilt model: "
-                f"model={model.name!r}"
-            )
         # The public way to get a Sequential model's graph: a Functional
         # model over the same tensors, layers and nodes.
         return keras.Model(model.inputs, model.outputs)
-    if not _walk.graph_nodes(model):
-        raise ValueError(
-            "Expected `model` to be a Functional or Sequential model: a "
-            "subclassed model has no graph to cut. Received: "
-            f"model={model.name!r} of type {type(model).__name__}"
-        )
     return model
 
 
@@ -256,9 +243,10 @@ def join(base, head, *, name=None):
     Functional model.
 
     Args:
-        base: A `keras.Model` returning what `head` takes: a tensor, or a
-            list of tensors for a cut inside a residual block.
-        head: A `keras.Model`.
+        base: A Functional or built Sequential `keras.Model` returning
+            what `head` takes: a tensor, or a list of tensors for a cut
+            inside a residual block.
+        head: A Functional or built Sequential `keras.Model`.
         name: Name of the joined model; Keras picks one if `None`.
 
     Returns:
@@ -270,12 +258,8 @@ def join(base, head, *, name=None):
     >>> ...  # train `head` on `frozen_bn.cache_features(base, data)`
     >>> frozen_bn.join(base, head).save("finetuned.keras")
     """
-    for argument, value in (("base", base), ("head", head)):
-        if not isinstance(value, keras.Model):
-            raise TypeError(
-                f"Expected `{argument}` to be a keras.Model. "
-                f"Received: {argument}={value!r}"
-            )
+    check_model(base, "base", keras3_only=True, graph=True)
+    check_model(head, "head", keras3_only=True, graph=True)
     handed = [tuple(t.shape[1:]) for t in base.outputs]
     taken = [tuple(t.shape[1:]) for t in head.inputs]
     if handed != taken:
@@ -283,9 +267,6 @@ def join(base, head, *, name=None):
             "Expected `head` to take what `base` returns. Received: base "
             f"returning shapes {handed}, head taking shapes {taken}"
         )
-    inputs = [
-        keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name)
-        for t in base.inputs
-    ]
+    inputs = _copying.input_copies(base)
     outputs = head(base(_structure(inputs)))
     return keras.Model(_structure(inputs), outputs, name=name)

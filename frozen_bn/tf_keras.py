@@ -1,43 +1,30 @@
 """The tf_keras (Keras 2) BatchNormalization layers that respect being frozen.
 
+Import it as `import frozen_bn.tf_keras` (then use
+`frozen_bn.tf_keras.BatchNormalization`) or as
+`from frozen_bn.tf_keras import BatchNormalization`: the shorter
+`from frozen_bn import tf_keras` would hide the real `tf_keras` module behind
+this one in your namespace.
+
 Importing this module imports TensorFlow and tf_keras; `import frozen_bn`
-does not import it.
+does not import it. `frozen_bn.patch_model` swaps these classes into tf_keras
+models.
 """
 
 import tensorflow as tf
 import tf_keras
 
-# Private tf_keras imports, in this one place. tf_keras exports its V1
-# BatchNormalization class only through its TF1 API, so the source modules
-# are where both classes live; and `track_variable` is how a variable that
-# is no layer's weight gets initialized by the tf_keras session.
+# A private tf_keras import: `track_variable` is how a variable that is no
+# layer's weight gets initialized by the tf_keras session.
 from tf_keras.src.backend import track_variable as _track_variable
-from tf_keras.src.layers.normalization import (
-    batch_normalization as _stock_v2,
-)
-from tf_keras.src.layers.normalization import (
-    batch_normalization_v1 as _stock_v1,
-)
 
-from frozen_bn.layers import check_freeze_moving_stats
+from frozen_bn._checks import check_bool
+from frozen_bn._runtime import builds_static_graphs
+from frozen_bn._walk import tf_keras_batch_norm_classes
 
-_StockV2 = _stock_v2.BatchNormalization
-_StockV1 = _stock_v1.BatchNormalization
+__all__ = ["BatchNormalization", "BatchNormalizationV1"]
 
-
-def stock_batch_norm_classes():
-    """The stock tf_keras BatchNormalization classes: V2, then V1."""
-    return (_StockV2, _StockV1)
-
-
-def builds_static_graphs():
-    """Whether tf_keras runs in TF1 graph mode in this process.
-
-    There, calling a layer adds its behaviour to a graph once and for all
-    (`tf.compat.v1.disable_v2_behavior()`), so a model built with stock
-    layers keeps their behaviour even after its layers change class.
-    """
-    return not tf.compat.v1.executing_eagerly_outside_functions()
+_StockV2, _StockV1 = tf_keras_batch_norm_classes()
 
 
 class _FrozenBatchNormalizationMixin:
@@ -59,6 +46,10 @@ class _FrozenBatchNormalizationMixin:
     `tf_keras.models.load_model` builds the layers again, flag included.
     """
 
+    # A deliberate twin of `frozen_bn.BatchNormalization`'s handling of the
+    # `freeze_moving_stats` argument (`__init__`, the property, `get_config`):
+    # the two extend the layers of two Kerases, and this setter also keeps
+    # the graph flag in step.
     def __init__(self, *args, freeze_moving_stats=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.freeze_moving_stats = freeze_moving_stats
@@ -81,7 +72,7 @@ class _FrozenBatchNormalizationMixin:
 
     @freeze_moving_stats.setter
     def freeze_moving_stats(self, value):
-        self._freeze_moving_stats = check_freeze_moving_stats(value)
+        self._freeze_moving_stats = check_bool(value, "freeze_moving_stats")
         self._sync_frozen_flags()
 
     @property
@@ -207,42 +198,3 @@ class BatchNormalizationV1(_FrozenBatchNormalizationMixin, _StockV1):
     """
 
     _stock_class = _StockV1
-
-
-PATCHED_CLASSES = {
-    _StockV2: BatchNormalization,
-    _StockV1: BatchNormalizationV1,
-}
-
-
-def _clone(model):
-    clone = tf_keras.models.clone_model(model, clone_function=_clone_layer)
-    # A model's own `trainable` flag is in no config; its layers' flags are.
-    clone._trainable = model._trainable
-    return clone
-
-
-def _clone_layer(layer):
-    if isinstance(layer, tf_keras.Model):
-        # tf_keras clones a nested model from its config, which turns stock
-        # V2 layers into V1 ones in graph mode; clone it layer by layer.
-        return _clone(layer)
-    return layer.__class__.from_config(layer.get_config())
-
-
-def copy_model(model):
-    """An independent copy of the tf_keras `model`, with the same weights.
-
-    Every layer keeps its class and `trainable` flag, nested models
-    included.
-    """
-    try:
-        clone = _clone(model)
-    except Exception as error:  # tf_keras raises many types here.
-        raise ValueError(
-            f"Cannot copy `model` of type {type(model).__name__}: tf_keras "
-            "can only clone Functional and Sequential models. Keras said: "
-            f"{error}"
-        ) from error
-    clone.set_weights(model.get_weights())
-    return clone

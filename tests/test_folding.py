@@ -598,6 +598,43 @@ def test_trainable_flags_are_kept():
     assert flags["dense"] is True
 
 
+@keras.saving.register_keras_serializable(package="frozen_bn_tests")
+class ConvBlock(L.Layer):
+    """A custom block: its constructor makes its conv and BN layers."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.conv = L.Conv2D(filters, 3, padding="same", name="conv")
+        self.bn = L.BatchNormalization(name="bn")
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        self.bn.build(self.conv.compute_output_shape(input_shape))
+
+    def call(self, inputs):
+        return self.bn(self.conv(inputs))
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+def test_trainable_flags_inside_a_patched_custom_block_are_kept():
+    inputs = keras.Input((8, 8, 3))
+    outputs = L.Dense(2)(ConvBlock(4, name="block")(inputs))
+    model = frozen_bn.patch_model(keras.Model(inputs, outputs))
+    model.get_layer("block").conv.trainable = False
+    folded, report = frozen_bn.fold_batch_norms(model)
+    # Copied whole: its constructor makes a stock BN where `model` has a
+    # frozen_bn one, and the flags inside it come from `model`.
+    block = folded.get_layer("block")
+    assert report.kept[0][0] == "block/bn"
+    assert type(block.bn) is L.BatchNormalization
+    assert block.conv.trainable is False
+    assert block.bn.trainable is True
+    assert_predicts_like(folded, model, random_inputs(model))
+
+
 def test_result_holds_only_stock_keras_layers():
     model = nested_model()
     inputs = keras.Input((8, 8, 3))

@@ -489,7 +489,8 @@ def test_non_models_raise_type_error(function, value):
 def test_unbuilt_model_raises_value_error():
     model = keras.Sequential([keras.layers.BatchNormalization()])
     with pytest.raises(
-        ValueError, match=r"not built yet.*model.build\(input_shape\)"
+        ValueError,
+        match=r"Expected `model` to be built.*model\.build\(input_shape\)",
     ):
         frozen_bn.patch_model(model)
 

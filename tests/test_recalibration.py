@@ -443,7 +443,7 @@ def test_rejects_a_non_model():
 
 def test_rejects_an_unbuilt_model():
     model = keras.Sequential([keras.layers.BatchNormalization()])
-    with pytest.raises(ValueError, match="not built yet"):
+    with pytest.raises(ValueError, match="Expected `model` to be built"):
         frozen_bn.recalibrate(model, np.ones((2, 3)))
 
 

@@ -447,7 +447,7 @@ def test_split_rejects_subclassed_model():
 
 def test_split_rejects_unbuilt_sequential():
     model = keras.Sequential([keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match=r"built Sequential"):
+    with pytest.raises(ValueError, match=r"Expected `model` to be built"):
         frozen_bn.split_model(model, 0)
 
 

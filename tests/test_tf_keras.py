@@ -25,6 +25,7 @@ from tests.helpers import (  # noqa: E402
 )
 from tests.tf_keras_models import (  # noqa: E402
     BN_CONFIGS,
+    PATCHED_CLASSES,
     STOCK_V1,
     STOCK_V2,
     bn_state,
@@ -157,7 +158,7 @@ def test_patch_model_swaps_classes_and_keeps_weights(stock_class):
     assert bn_state(model) == state
     assert_weights_bitwise_equal(before, all_weights(patched))
     assert patched.get_layer("base").trainable is False
-    ours = frozen_tf_keras.PATCHED_CLASSES[stock_class]
+    ours = PATCHED_CLASSES[stock_class]
     assert bn_state(patched) == [(name, ours, t) for name, _, t in state]
     x = images(16)
     np.testing.assert_array_equal(

@@ -6,9 +6,15 @@ Imported only by test modules that already require tf_keras.
 import numpy as np
 import tf_keras
 
-from frozen_bn import tf_keras as frozen_tf_keras
+import frozen_bn.tf_keras
+from frozen_bn import _walk
 
-STOCK_V2, STOCK_V1 = frozen_tf_keras.stock_batch_norm_classes()
+STOCK_V2, STOCK_V1 = _walk.tf_keras_batch_norm_classes()
+# Each stock class and the frozen_bn class that `patch_model` swaps in.
+PATCHED_CLASSES = {
+    STOCK_V2: frozen_bn.tf_keras.BatchNormalization,
+    STOCK_V1: frozen_bn.tf_keras.BatchNormalizationV1,
+}
 BN_CONFIGS = {
     "fused": {"fused": True},
     "non_fused": {"fused": False},
@@ -58,8 +64,6 @@ def nested_net(bn_class):
 
 def bn_state(model):
     """Class and `trainable` flag of every BN layer, in order."""
-    from frozen_bn import _walk
-
     return [
         (layer.name, type(layer), layer.trainable)
         for layer in _walk.batch_norm_layers(model)

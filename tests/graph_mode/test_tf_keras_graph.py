@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras
 
 import frozen_bn
-from frozen_bn import _walk
+from frozen_bn import _copying, _runtime, _walk
 from frozen_bn import tf_keras as frozen_tf_keras
 from tests.helpers import (
     all_weights,
@@ -60,7 +60,7 @@ def fit(model, epochs=1):
 
 def test_runs_in_graph_mode():
     assert not tf.compat.v1.executing_eagerly_outside_functions()
-    assert frozen_tf_keras.builds_static_graphs()
+    assert _runtime.builds_static_graphs()
 
 
 def test_stock_v1_uses_batch_statistics_when_frozen():
@@ -156,7 +156,7 @@ def test_static_learning_phase_one(bn_class, frozen_has_gap):
     x = images(16)
     train = tf_keras.backend.function([model.input], [model.output])([x])[0]
     tf_keras.backend.set_learning_phase(0)
-    reference = frozen_tf_keras.copy_model(model)
+    reference = _copying.copy_tf_keras_model(model)
     inference = reference.predict(x, verbose=0)
     if frozen_has_gap:
         assert np.abs(train - inference).max() > 0.1
