@@ -3,11 +3,13 @@
 import keras
 
 from frozen_bn import _replicas
-from frozen_bn._checks import check_bool
+from frozen_bn._freeze_argument import FreezeMovingStatsArgument
 
 
 @keras.saving.register_keras_serializable(package="frozen_bn")
-class BatchNormalization(keras.layers.BatchNormalization):
+class BatchNormalization(
+    FreezeMovingStatsArgument, keras.layers.BatchNormalization
+):
     """Batch normalization that uses its stored statistics whenever frozen.
 
     A drop-in replacement for `keras.layers.BatchNormalization`: it takes the
@@ -83,19 +85,6 @@ class BatchNormalization(keras.layers.BatchNormalization):
     True
     """
 
-    def __init__(self, *args, freeze_moving_stats=False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.freeze_moving_stats = freeze_moving_stats
-
-    @property
-    def freeze_moving_stats(self):
-        """Whether the moving statistics are fixed while the layer trains."""
-        return self._freeze_moving_stats
-
-    @freeze_moving_stats.setter
-    def freeze_moving_stats(self, value):
-        self._freeze_moving_stats = check_bool(value, "freeze_moving_stats")
-
     @classmethod
     def _adopt(cls, layer):
         """Turns a stock `layer` into this class in place, keeping its state.
@@ -123,8 +112,3 @@ class BatchNormalization(keras.layers.BatchNormalization):
             # statistics; a synchronized layer's copies agree already.
             _replicas.average_over_replicas(self)
         return outputs
-
-    def get_config(self):
-        base_config = super().get_config()
-        config = {"freeze_moving_stats": self.freeze_moving_stats}
-        return {**base_config, **config}

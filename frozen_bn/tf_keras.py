@@ -18,7 +18,7 @@ import tf_keras
 # layer's weight gets initialized by the tf_keras session.
 from tf_keras.src.backend import track_variable as _track_variable
 
-from frozen_bn._checks import check_bool
+from frozen_bn._freeze_argument import FreezeMovingStatsArgument
 from frozen_bn._runtime import builds_static_graphs
 from frozen_bn._walk import tf_keras_batch_norm_classes
 
@@ -27,7 +27,7 @@ __all__ = ["BatchNormalization", "BatchNormalizationV1"]
 _StockV2, _StockV1 = tf_keras_batch_norm_classes()
 
 
-class _FrozenBatchNormalizationMixin:
+class _FrozenBatchNormalizationMixin(FreezeMovingStatsArgument):
     """What makes a tf_keras BatchNormalization class respect being frozen.
 
     A layer is frozen when `trainable` is `False` or `freeze_moving_stats`
@@ -46,14 +46,6 @@ class _FrozenBatchNormalizationMixin:
     `tf_keras.models.load_model` builds the layers again, flag included.
     """
 
-    # A deliberate twin of `frozen_bn.BatchNormalization`'s handling of the
-    # `freeze_moving_stats` argument (`__init__`, the property, `get_config`):
-    # the two extend the layers of two Kerases, and this setter also keeps
-    # the graph flag in step.
-    def __init__(self, *args, freeze_moving_stats=False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.freeze_moving_stats = freeze_moving_stats
-
     # tf_keras sets `_trainable` directly (`Model.trainable = False` does),
     # so the graph flag follows that attribute rather than `trainable`.
     @property
@@ -65,14 +57,7 @@ class _FrozenBatchNormalizationMixin:
         self._trainable_value = value
         self._sync_frozen_flags()
 
-    @property
-    def freeze_moving_stats(self):
-        """Whether the moving statistics are fixed while the layer trains."""
-        return self._freeze_moving_stats
-
-    @freeze_moving_stats.setter
-    def freeze_moving_stats(self, value):
-        self._freeze_moving_stats = check_bool(value, "freeze_moving_stats")
+    def _freeze_moving_stats_changed(self):
         self._sync_frozen_flags()
 
     @property
@@ -138,11 +123,6 @@ class _FrozenBatchNormalizationMixin:
         if isinstance(training, (bool, int)):
             return not_frozen
         return tf.logical_and(tf.cast(training, tf.bool), not_frozen)
-
-    def get_config(self):
-        base_config = super().get_config()
-        config = {"freeze_moving_stats": self.freeze_moving_stats}
-        return {**base_config, **config}
 
 
 @tf_keras.saving.register_keras_serializable(package="frozen_bn")
