@@ -367,7 +367,10 @@ def test_keras_hub_backbone():
 def test_resnet50(policy):
     model = randomize_batch_norms(
         keras.applications.ResNet50(
-            weights=None, input_shape=(32, 32, 3), classes=1
+            weights=None,
+            input_shape=(32, 32, 3),
+            classes=1,
+            classifier_activation=None,
         )
     )
     frozen = frozen_bn.freeze(model, stages=3, batch_norm=policy)
@@ -387,7 +390,10 @@ def test_resnet50(policy):
 @pytest.mark.slow
 def test_mobilenet_v2_up_to_a_stage():
     model = keras.applications.MobileNetV2(
-        weights=None, input_shape=(32, 32, 3), classes=1
+        weights=None,
+        input_shape=(32, 32, 3),
+        classes=1,
+        classifier_activation=None,
     )
     stage = stages(model)[4]
     frozen = frozen_bn.freeze(model, up_to=stage)
