@@ -7,6 +7,7 @@ from frozen_bn.layers import BatchNormalization
 from frozen_bn.patching import patch_model, unpatch_model
 from frozen_bn.recalibration import recalibrate
 from frozen_bn.splitting import cut_points, join, split_model
+from frozen_bn.stages import Stage, stages
 
 __version__ = "0.1.0"
 
@@ -14,6 +15,7 @@ __all__ = [
     "BatchNormalization",
     "DiagnosisReport",
     "FoldReport",
+    "Stage",
     "__version__",
     "cache_features",
     "cut_points",
@@ -23,5 +25,6 @@ __all__ = [
     "patch_model",
     "recalibrate",
     "split_model",
+    "stages",
     "unpatch_model",
 ]
