@@ -15,6 +15,7 @@ from frozen_bn.layers import BatchNormalization
 from frozen_bn.patching import patch_model, unpatch_model
 from frozen_bn.recalibration import recalibrate
 from frozen_bn.splitting import cut_points, join, split_model
+from frozen_bn.stages import Stage, stages
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,7 @@ __all__ = [
     "DiagnosisReport",
     "FoldReport",
     "FreezeSummary",
+    "Stage",
     "__version__",
     "cache_features",
     "cut_points",
@@ -34,6 +36,7 @@ __all__ = [
     "patch_model",
     "recalibrate",
     "split_model",
+    "stages",
     "unfreeze",
     "unpatch_model",
 ]
