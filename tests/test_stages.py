@@ -1,5 +1,7 @@
 """Tests for `stages` and `format_stages` (Keras 3, every backend)."""
 
+import itertools
+
 import keras
 import pytest
 
@@ -8,7 +10,7 @@ from frozen_bn.stages import format_stages
 from tests import keras_hub_models
 
 # Each architecture: (input size, constructor arguments, stages). A stage is
-# (name, first layer, last layer, resolution), as the module docstring of
+# (name, first layer, last layer, resolution), as the docstring of
 # `frozen_bn.stages` documents them from the papers. Layer names Keras makes
 # up ("conv2d_8") are those of a model built first after `clear_session`.
 APPLICATIONS = {
@@ -252,7 +254,7 @@ def assert_resolution_never_grows(found):
     sizes = [stage.resolution for stage in found if stage.resolution]
     assert all(
         later[0] <= earlier[0] and later[1] <= earlier[1]
-        for earlier, later in zip(sizes, sizes[1:], strict=False)
+        for earlier, later in itertools.pairwise(sizes)
     )
 
 
