@@ -6,13 +6,16 @@ from frozen_bn import _tf_logs
 if _tf_logs.started_from_command_line():
     _tf_logs.quiet()
 
+from frozen_bn._freeze_summary import FreezeSummary, freeze_summary
 from frozen_bn.caching import cache_features
 from frozen_bn.diagnostics import DiagnosisReport, diagnose
 from frozen_bn.folding import FoldReport, fold_batch_norms
+from frozen_bn.freezing import freeze, unfreeze
 from frozen_bn.layers import BatchNormalization
 from frozen_bn.patching import patch_model, unpatch_model
 from frozen_bn.recalibration import recalibrate
 from frozen_bn.splitting import cut_points, join, split_model
+from frozen_bn.stages import Stage, stages
 
 __version__ = "0.1.0"
 
@@ -20,14 +23,20 @@ __all__ = [
     "BatchNormalization",
     "DiagnosisReport",
     "FoldReport",
+    "FreezeSummary",
+    "Stage",
     "__version__",
     "cache_features",
     "cut_points",
     "diagnose",
     "fold_batch_norms",
+    "freeze",
+    "freeze_summary",
     "join",
     "patch_model",
     "recalibrate",
     "split_model",
+    "stages",
+    "unfreeze",
     "unpatch_model",
 ]

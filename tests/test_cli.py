@@ -198,3 +198,26 @@ def test_console_script_quiets_tensorflow_unless_the_user_set_a_level(tmp_path):
         backend="numpy",
     )
     assert imported.stdout.strip() != frozen_bn._tf_logs.QUIET
+
+
+def test_inspect_prints_the_stage_table_before_the_batch_norm_table(
+    tmp_path, capsys
+):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.MaxPooling2D(name="pool")(x)
+    x = keras.layers.BatchNormalization(name="pooled_bn")(x)
+    model = frozen_bn.freeze(keras.Model(inputs, x), stages=1)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    summary = frozen_bn.freeze_summary(model).to_text()
+
+    assert cli.main(["inspect", path]) == 0
+
+    out = capsys.readouterr().out
+    stage_table, batch_norm_part = out.split("\n\n", 1)
+    assert stage_table == f"{path}: stages\n{summary}"
+    assert re.search(r"^stage0 .* 1 frozen$", stage_table, re.M)
+    assert re.search(r"^stage1 .* 1 frozen$", stage_table, re.M)
+    assert batch_norm_part.startswith(f"{path}: 2 BatchNormalization layers")

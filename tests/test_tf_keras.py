@@ -267,3 +267,35 @@ def test_recalibrate_sets_population_statistics(bn_class):
     for old, new in zip(others, after, strict=True):
         np.testing.assert_array_equal(new, old)
     assert bn.trainable is False
+
+
+@pytest.mark.parametrize(
+    "up_to", ["base", 1, lambda layer: layer.name == "base"]
+)
+def test_freeze_keeps_the_base_and_the_statistics_fixed_under_fit(up_to):
+    model = nested_net(STOCK_V2)
+    original = all_weights(model)
+    frozen = frozen_bn.freeze(model, up_to=up_to)
+    base, head_bn = frozen.get_layer("base"), frozen.get_layer("head_bn")
+    base_weights, statistics = all_weights(base), moving_statistics(head_bn)
+    gamma = head_bn.gamma.numpy()
+
+    frozen.compile("sgd", "mse")
+    frozen.fit(images(16), targets(), batch_size=8, verbose=0)
+
+    assert_weights_bitwise_equal(base_weights, all_weights(base))
+    for stat, old in zip(
+        moving_statistics(head_bn)[0], statistics[0], strict=True
+    ):
+        np.testing.assert_array_equal(stat, old)
+    assert not np.array_equal(head_bn.gamma.numpy(), gamma)
+    assert_weights_bitwise_equal(original, all_weights(model))
+    unfrozen = frozen_bn.unfreeze(frozen)
+    assert [layer.trainable for layer in _walk.iter_layers(unfrozen)] == [
+        layer.trainable for layer in _walk.iter_layers(model)
+    ]
+
+
+def test_freeze_by_stages_is_for_keras_3_models_only():
+    with pytest.raises(TypeError, match="does not read tf_keras graphs"):
+        frozen_bn.freeze(conv_net(STOCK_V2), stages=1)

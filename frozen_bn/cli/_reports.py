@@ -17,9 +17,12 @@ def _run_inspect(args):
         fit_behaviours,
         switched_off_layers,
     )
+    from frozen_bn._freeze_summary import freeze_summary
     from frozen_bn._text import format_table
 
     model = load_model_file(args.model)
+    print(f"{args.model}: stages")
+    print(freeze_summary(model).to_text() + "\n")
     rows = [
         BatchNormRow.of(layer, behaviour).cells()
         for layer, behaviour in fit_behaviours(model)
@@ -90,7 +93,8 @@ def _run_diagnose(args):
 COMMANDS = [
     Command(
         "inspect",
-        "list every BatchNormalization layer and how fit() will run it",
+        "list the stages and every BatchNormalization layer, and how fit() "
+        "will train them",
         _add_inspect_arguments,
         _run_inspect,
     ),

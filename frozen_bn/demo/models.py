@@ -171,9 +171,18 @@ def fine_tune(keras_module, weights, data, protocol, setting, implementation):
         "binary_crossentropy",
     )
     model.fit(epochs=protocol.stage1_epochs, **fit)
-    base.trainable = True
-    for layer in base.layers:
-        layer.trainable = layer.name.startswith(FINE_TUNED_BLOCK)
+    if implementation == "stock":
+        # What a user of the stock layer writes.
+        base.trainable = True
+        for layer in base.layers:
+            layer.trainable = layer.name.startswith(FINE_TUNED_BLOCK)
+    else:
+        frozen_bn.freeze(
+            base,
+            up_to=last_frozen_index(base),
+            batch_norm=stage2_batch_norm(setting),
+            inplace=True,
+        )
     model.compile(
         optimizers.SGD(
             learning_rate=protocol.stage2_learning_rate, momentum=0.9
@@ -182,3 +191,25 @@ def fine_tune(keras_module, weights, data, protocol, setting, implementation):
     )
     model.fit(epochs=protocol.stage2_epochs, **fit)
     return model
+
+
+def last_frozen_index(base):
+    """The index in `base.layers` of the last layer stage 2 keeps frozen."""
+    first = next(
+        index
+        for index, layer in enumerate(base.layers)
+        if layer.name.startswith(FINE_TUNED_BLOCK)
+    )
+    return first - 1
+
+
+def stage2_batch_norm(setting):
+    """The `frozen_bn.freeze` policy for the BN layers stage 2 fine-tunes.
+
+    The one that keeps the flags `patch_model` gave them, so that the
+    numbers are those of the hand-written stage 2 of the stock run: where
+    the base is called with `training=False`, patching fixed the statistics
+    of every BN layer of the base (`"freeze_statistics"`); elsewhere the
+    fine-tuned block's BN layers learn their statistics (`"train"`).
+    """
+    return "freeze_statistics" if setting.base_training is False else "train"

@@ -263,3 +263,22 @@ def test_patching_works_when_tf_keras_is_imported_before_graph_mode():
         "BatchNormalizationV1",
         "True",
     ], output.stderr[-2000:]
+
+
+def test_freeze_in_graph_mode():
+    model = conv_net(STOCK_V1)
+    with pytest.raises(ValueError, match="TF1 graph mode"):
+        frozen_bn.freeze(model, up_to="bn", inplace=True)
+    frozen = frozen_bn.freeze(model, up_to="bn")
+    assert train_inference_gap(frozen, images(16)) == 0
+    kept = all_weights(frozen)[:-2]  # conv and bn; Dense trains.
+    dense = frozen.layers[-1].get_weights()[0]
+
+    fit(frozen)
+
+    assert_weights_bitwise_equal(kept, all_weights(frozen)[:-2])
+    assert not np.array_equal(frozen.layers[-1].get_weights()[0], dense)
+    # A patched model's flags live in its graph: inplace works there.
+    unfrozen = frozen_bn.unfreeze(frozen, inplace=True)
+    assert unfrozen is frozen
+    assert train_inference_gap(unfrozen, images(16)) > 0.1
