@@ -7,6 +7,7 @@ if _tf_logs.started_from_command_line():
     _tf_logs.quiet()
 
 from frozen_bn._freeze_summary import FreezeSummary, freeze_summary
+from frozen_bn.architecture import Stage, stages
 from frozen_bn.caching import cache_features
 from frozen_bn.diagnostics import DiagnosisReport, diagnose
 from frozen_bn.folding import FoldReport, fold_batch_norms
@@ -15,7 +16,6 @@ from frozen_bn.layers import BatchNormalization
 from frozen_bn.patching import patch_model, unpatch_model
 from frozen_bn.recalibration import recalibrate
 from frozen_bn.splitting import cut_points, join, split_model
-from frozen_bn.stages import Stage, stages
 
 __version__ = "0.1.0"
 

@@ -9,8 +9,8 @@ import difflib
 import reprlib
 
 from frozen_bn import _walk
-from frozen_bn.stages import Stage
-from frozen_bn.stages import stages as model_stages
+from frozen_bn.architecture import Stage
+from frozen_bn.architecture import stages as model_stages
 
 
 def frozen_layers(model, up_to, stages):

@@ -8,7 +8,7 @@ from frozen_bn import _walk
 from frozen_bn._checks import check_model
 from frozen_bn._fit_behaviour import fit_behaviours
 from frozen_bn._text import format_table
-from frozen_bn.stages import stages
+from frozen_bn.architecture import stages
 
 # The columns of `FreezeSummary.to_text()`.
 COLUMNS = ("stage", "layers", "trainable", "frozen", "BN under fit()")

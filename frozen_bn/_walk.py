@@ -159,12 +159,13 @@ def inference_calls(model):
 
 def node_inputs(node):
     """The tensors a graph node reads, flattened, in argument order."""
-    return list(node.input_tensors)
+    # tf_keras holds a single tensor bare, not in a list.
+    return keras.tree.flatten(node.input_tensors)
 
 
 def node_outputs(node):
     """The tensors a graph node makes, flattened, in output order."""
-    return list(node.output_tensors)
+    return keras.tree.flatten(node.output_tensors)
 
 
 def paired_layers(original, copy):

@@ -9,7 +9,7 @@ from one policy; `unfreeze` puts back the flags `freeze` changed.
 import dataclasses
 import reprlib
 
-from frozen_bn import _rebuild, _walk
+from frozen_bn import _copying, _walk
 from frozen_bn._checks import check_model, is_tf_keras_model
 from frozen_bn._freeze_selection import frozen_layers
 from frozen_bn.patching import patch_model
@@ -47,8 +47,12 @@ class _Flags:
 
     def apply(self, model):
         """Sets these flags on `model`, which has the same layers."""
-        model.trainable = self.model_trainable
-        _rebuild.restore_trainable(model, self.trainable)
+        _copying.set_trainable(
+            [
+                (model, self.model_trainable),
+                *zip(_walk.iter_layers(model), self.trainable, strict=True),
+            ]
+        )
         for layer, freeze in zip(
             _walk.iter_layers(model), self.freeze_moving_stats, strict=True
         ):

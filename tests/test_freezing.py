@@ -6,7 +6,7 @@ import pytest
 
 import frozen_bn
 from frozen_bn import _walk
-from frozen_bn.stages import stages
+from frozen_bn.architecture import stages
 from tests import keras_hub_models
 from tests.helpers import (
     all_weights,

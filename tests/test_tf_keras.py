@@ -297,5 +297,7 @@ def test_freeze_keeps_the_base_and_the_statistics_fixed_under_fit(up_to):
 
 
 def test_freeze_by_stages_is_for_keras_3_models_only():
-    with pytest.raises(TypeError, match="does not read tf_keras graphs"):
+    with pytest.raises(
+        TypeError, match=r"`model` to be a keras\.Model\. Received"
+    ):
         frozen_bn.freeze(conv_net(STOCK_V2), stages=1)

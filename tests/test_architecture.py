@@ -1,4 +1,4 @@
-"""Tests for `stages` and `format_stages` (Keras 3, every backend)."""
+"""Tests for `frozen_bn.architecture`: `stages` and `format_stages`."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import keras
 import pytest
 
 import frozen_bn
-from frozen_bn.stages import format_stages
+from frozen_bn.architecture import format_stages
 from tests import keras_hub_models
 
 # Each architecture: (input size, constructor arguments, stages). A stage is
@@ -477,7 +477,7 @@ def test_rejects_what_is_not_a_model():
 
 
 def test_rejects_an_unbuilt_model():
-    with pytest.raises(ValueError, match="not built yet"):
+    with pytest.raises(ValueError, match="Expected `model` to be built"):
         frozen_bn.stages(keras.Sequential([keras.layers.Dense(2)]))
 
 
@@ -490,5 +490,7 @@ def test_rejects_tf_keras_models():
         [tf_keras.Input((4,)), tf_keras.layers.Dense(2)]
     )
 
-    with pytest.raises(TypeError, match="does not read tf_keras graphs"):
+    with pytest.raises(
+        TypeError, match=r"`model` to be a keras\.Model\. Received"
+    ):
         frozen_bn.stages(model)
