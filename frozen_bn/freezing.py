@@ -10,8 +10,9 @@ import dataclasses
 import reprlib
 
 from frozen_bn import _copying, _walk
-from frozen_bn._checks import check_model, is_tf_keras_model
+from frozen_bn._checks import check_model
 from frozen_bn._freeze_selection import frozen_layers
+from frozen_bn._runtime import is_tf_keras_model
 from frozen_bn.patching import patch_model
 
 # The `batch_norm` policies: for a BN layer in the trainable part, its

@@ -76,3 +76,25 @@ def randomize_batch_norms(model, seed=0):
         if bn.center:
             bn.beta.assign(rng.normal(0.0, 0.5, n))
     return model
+
+
+@keras.saving.register_keras_serializable(package="frozen_bn_tests")
+class ConvBlock(keras.layers.Layer):
+    """A custom block: its constructor makes its conv and BN layers, so a
+    model holding it saves the block's arguments, not its BN layer."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.conv = keras.layers.Conv2D(filters, 3, padding="same", name="conv")
+        self.bn = keras.layers.BatchNormalization(name="bn")
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        self.bn.build(self.conv.compute_output_shape(input_shape))
+
+    def call(self, inputs, training=None):
+        return self.bn(self.conv(inputs), training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}

@@ -12,6 +12,7 @@ import frozen_bn
 from frozen_bn import _walk, cli
 from tests import keras_hub_models
 from tests.helpers import (
+    ConvBlock,
     all_weights,
     assert_weights_bitwise_equal,
     randomize_batch_norms,
@@ -596,27 +597,6 @@ def test_trainable_flags_are_kept():
     assert flags["head"] is True
     assert flags["head_conv"] is False
     assert flags["dense"] is True
-
-
-@keras.saving.register_keras_serializable(package="frozen_bn_tests")
-class ConvBlock(L.Layer):
-    """A custom block: its constructor makes its conv and BN layers."""
-
-    def __init__(self, filters, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
-        self.conv = L.Conv2D(filters, 3, padding="same", name="conv")
-        self.bn = L.BatchNormalization(name="bn")
-
-    def build(self, input_shape):
-        self.conv.build(input_shape)
-        self.bn.build(self.conv.compute_output_shape(input_shape))
-
-    def call(self, inputs):
-        return self.bn(self.conv(inputs))
-
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
 
 
 def test_trainable_flags_inside_a_patched_custom_block_are_kept():

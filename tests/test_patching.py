@@ -12,6 +12,7 @@ import frozen_bn
 from frozen_bn import _training_arg, _walk
 from tests import guide_pattern, keras_hub_models
 from tests.helpers import (
+    ConvBlock,
     all_weights,
     assert_weights_bitwise_equal,
     moving_statistics,
@@ -578,27 +579,6 @@ def test_patched_backbone_serves_as_a_task_backbone():
     assert set(bn_types(task)) == {OURS}
     assert sorted(backbone.pyramid_outputs) == ["P2", "P3"]
     assert predict(task, hub_inputs()).shape == (2, 2)
-
-
-@keras.saving.register_keras_serializable(package="frozen_bn_tests")
-class ConvBlock(keras.layers.Layer):
-    """A custom block that builds its BN layer in its constructor."""
-
-    def __init__(self, filters, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
-        self.conv = keras.layers.Conv2D(filters, 3, padding="same")
-        self.bn = keras.layers.BatchNormalization()
-
-    def build(self, input_shape):
-        self.conv.build(input_shape)
-        self.bn.build(self.conv.compute_output_shape(input_shape))
-
-    def call(self, inputs, training=None):
-        return self.bn(self.conv(inputs), training=training)
-
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
 
 
 def custom_block_net():
