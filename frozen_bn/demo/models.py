@@ -54,7 +54,10 @@ def load_pretrained_base(keras_module, weights, bn_momentum):
 def with_head(keras_module, base, units, activation, training=None):
     """A classifier: `base` called with `training`, pooling, a dense top."""
     inputs = keras_module.Input((IMAGE_SIZE, IMAGE_SIZE, 1))
-    x = base(inputs, training=training)
+    # Keras 3.16 records an explicit `training=None` too, and then runs
+    # `base` in inference mode even under fit(): pass it only when set.
+    arguments = {} if training is None else {"training": training}
+    x = base(inputs, **arguments)
     x = keras_module.layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = keras_module.layers.Dense(
         units, activation=activation, name="top"
