@@ -98,3 +98,21 @@ class ConvBlock(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters}
+
+
+class Subclassed(keras.Model):
+    """A subclassed model: its `call` is Python code, it has no graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+def subclassed_model():
+    """A built `Subclassed` model on inputs of 3 features."""
+    model = Subclassed()
+    model(np.zeros((1, 3), "float32"))
+    return model

@@ -5,26 +5,12 @@ import numpy as np
 import pytest
 
 from frozen_bn import _checks
+from tests.helpers import subclassed_model
 
 
 def functional_model():
     inputs = keras.Input((3,))
     return keras.Model(inputs, keras.layers.Dense(2)(inputs))
-
-
-class Subclassed(keras.Model):
-    def __init__(self):
-        super().__init__()
-        self.dense = keras.layers.Dense(2)
-
-    def call(self, x):
-        return self.dense(x)
-
-
-def subclassed_model():
-    model = Subclassed()
-    model(np.zeros((1, 3), "float32"))
-    return model
 
 
 # check_model

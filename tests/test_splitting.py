@@ -10,6 +10,7 @@ from tests.helpers import (
     all_weights,
     assert_weights_bitwise_equal,
     images,
+    subclassed_model,
     to_numpy,
 )
 
@@ -431,16 +432,7 @@ def test_split_rejects_non_model():
 
 
 def test_split_rejects_subclassed_model():
-    class Subclassed(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.dense = keras.layers.Dense(2)
-
-        def call(self, x):
-            return self.dense(x)
-
-    model = Subclassed()
-    model(np.zeros((1, 3), "float32"))
+    model = subclassed_model()
     with pytest.raises(ValueError, match=r"subclassed model has no graph"):
         frozen_bn.cut_points(model)
 
