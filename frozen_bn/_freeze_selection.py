@@ -61,15 +61,13 @@ def _up_to_position(pairs, position):
         parent is inside for parent in pairs[last + 1][1]
     ):
         last += 1  # The layers inside the layer at `position`.
-    frozen = [index <= last for index in range(len(pairs))]
-    for index in range(last + 1, len(pairs)):
-        for parent in pairs[index][1]:  # A layer spanning the boundary.
-            frozen[_index_of(pairs, parent)] = False
-    return frozen
-
-
-def _index_of(pairs, layer):
-    return next(i for i, (item, _) in enumerate(pairs) if item is layer)
+    frozen = {
+        id(layer): index <= last for index, (layer, _) in enumerate(pairs)
+    }
+    for _, parents in pairs[last + 1 :]:
+        for parent in parents:  # A layer spanning the boundary.
+            frozen[id(parent)] = False
+    return [frozen[id(layer)] for layer, _ in pairs]
 
 
 def _position(layers, layer):
