@@ -6,6 +6,7 @@ from frozen_bn import _tf_logs
 if _tf_logs.started_from_command_line():
     _tf_logs.quiet()
 
+from frozen_bn import callbacks as callbacks  # as keras.callbacks
 from frozen_bn._freeze_summary import FreezeSummary, freeze_summary
 from frozen_bn.architecture import Stage, stages
 from frozen_bn.caching import cache_features

@@ -1,14 +1,109 @@
 """How far a model's training-mode outputs are from its inference-mode ones.
 
-`diagnose` runs the model on the same data in both modes; this compares
-the two outputs: the output gap, and for class scores how often the
-predicted class changes.
+The check of the 2018 "Keras BN layer is broken" experiment: run the model
+on the same data in both modes and compare. `ModeComparison` holds the two
+compiled passes (so a callback that compares every epoch compiles once) and
+returns a `ModeGap`: the output gap, for class scores how often the
+predicted class changes, and with labels the metrics in each mode.
+`diagnose` and `frozen_bn.callbacks.ModeGapMonitor` both measure with it.
 """
+
+import dataclasses
 
 import keras
 import numpy as np
 
-from frozen_bn._metrics import predicted_classes
+from frozen_bn import _diagnosis_data, _metrics, _probe
+
+
+@dataclasses.dataclass
+class ModeGap:
+    """The two modes compared on the same data.
+
+    Attributes:
+        output_gap: Mean absolute difference between the training-mode and
+            inference-mode outputs over the standard deviation of all their
+            values; 0 when they agree.
+        prediction_disagreement: Fraction of samples whose predicted class
+            differs between the modes, or `None` when the outputs are not
+            one vector of scores per sample (e.g. a feature map).
+        task: `"binary"` or `"multiclass"` with labels, else `None`.
+        chance: Accuracy of always predicting the most frequent label.
+        inference: Metrics in inference mode (`loss`, `accuracy`, and for
+            a binary task `auc` and `positive_rate`), or `None`.
+        training: The same metrics in training mode.
+    """
+
+    output_gap: float
+    prediction_disagreement: float | None
+    task: str | None = None
+    chance: float | None = None
+    inference: dict | None = None
+    training: dict | None = None
+
+
+class ModeComparison:
+    """The passes of a model over the same data in both modes.
+
+    Args:
+        model: A built Keras 3 or tf_keras model.
+        layers: BN layers whose inputs the inference-mode pass measures
+            too (see `frozen_bn._probe.Probe`).
+    """
+
+    def __init__(self, model, layers=()):
+        self._inference = _probe.Probe(model, layers, training=False)
+        self._training = _probe.Probe(model, (), training=True)
+
+    def run(self, x, labels=None, *, batch_size=32, verbose="auto"):
+        """Runs both passes over `x`; writes no variable.
+
+        Args:
+            x: The inputs: a numpy array, or a list/dict of them.
+            labels: Labels checked by `_diagnosis_data.check_labels`, or
+                `None`.
+            batch_size: Batch size of both passes.
+            verbose: As in `fit()`: progress bars of the two passes.
+
+        Returns:
+            A pair: the `InputStatistics` of the measured layers, and the
+            `ModeGap`.
+        """
+        run = {"batch_size": batch_size, "verbose": verbose}
+        statistics, inference = self._inference.run(
+            x, return_outputs=True, **run
+        )
+        _, training = self._training.run(x, return_outputs=True, **run)
+        return statistics, compare(inference, training, labels)
+
+
+def compare(inference, training, labels=None):
+    """The `ModeGap` of a model's outputs in both modes.
+
+    Args:
+        inference, training: The outputs in each mode, with the structure
+            of the model's outputs (numpy).
+        labels: Labels (see `_diagnosis_data.targets`), or `None`.
+    """
+    scores = are_scores(inference)
+    inference, training = flat(inference), flat(training)
+    gap = ModeGap(
+        output_gap=output_gap(inference, training),
+        prediction_disagreement=(
+            prediction_disagreement(inference, training) if scores else None
+        ),
+    )
+    if labels is not None:
+        gap.task, target = _diagnosis_data.targets(labels, inference.shape[1])
+        metrics = (
+            _metrics.binary_metrics
+            if gap.task == "binary"
+            else _metrics.multiclass_metrics
+        )
+        gap.chance = float(np.bincount(target).max() / len(target))
+        gap.inference = metrics(target, inference)
+        gap.training = metrics(target, training)
+    return gap
 
 
 def are_scores(outputs):
@@ -42,5 +137,5 @@ def prediction_disagreement(inference, training):
     Args:
         inference, training: The `flat` class scores in each mode.
     """
-    predicted = map(predicted_classes, (inference, training))
+    predicted = map(_metrics.predicted_classes, (inference, training))
     return float(np.mean(np.not_equal(*predicted)))

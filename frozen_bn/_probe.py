@@ -1,8 +1,9 @@
 """One pass over data that measures the inputs of BatchNormalization layers.
 
-`measure_inputs` runs a model over data batch by batch and measures, for
-every chosen BN layer at once, the count, mean and population variance of
-that layer's inputs: a single pass, however many layers. Each BN instance's
+`measure_inputs` (or a reusable `Probe`) runs a model over data batch by
+batch and measures, for every chosen BN layer at once, the count, mean and
+population variance of that layer's inputs: a single pass, however many
+layers. Each BN instance's
 `call` is wrapped for the duration of the pass (and restored in a `finally`),
 so layers are reached wherever they live: nested models, Sequential models,
 subclassed models, shared layers (every call counts).
@@ -16,12 +17,15 @@ average is involved.
 The pass is compiled the way `predict()` compiles: a `tf.function` on
 TensorFlow (and for tf_keras models), `jax.jit` of `stateless_call` on JAX,
 eager under `torch.no_grad()` on torch; `model.run_eagerly = True` runs it
-eagerly. Whatever the layers write while the model runs in training mode
+eagerly. A `Probe` keeps its compiled pass for the runs that follow, so a
+callback that measures every epoch compiles once; `measure_inputs` is a
+probe run once. Whatever the layers write while the model runs in training mode
 (moving statistics, random seeds) is put back at the end of the pass. A
 keras-hub task's preprocessor runs on each batch first, on the host, as in
 `fit()`.
 """
 
+import contextlib
 import dataclasses
 
 import keras
@@ -75,50 +79,120 @@ def measure_inputs(
 ):
     """Measures the inputs of `layers` over one pass of `model` on `data`.
 
+    A `Probe` used once; see `Probe` and `Probe.run` for the arguments.
+    """
+    probe = Probe(
+        model, layers, training=training, batch_statistics=batch_statistics
+    )
+    return probe.run(
+        data,
+        batch_size=batch_size,
+        steps=steps,
+        verbose=verbose,
+        return_outputs=return_outputs,
+    )
+
+
+class Probe:
+    """A compiled pass of a model that measures the inputs of BN layers.
+
+    The pass is compiled on its first run and reused by the next ones, as
+    `predict()` reuses its function: a callback that measures every epoch
+    pays for compiling once. Like `fit()`'s own functions, it keeps the
+    `trainable` and `freeze_moving_stats` flags it was compiled with.
+
     Args:
         model: A built Keras 3 or tf_keras model containing `layers`.
-        data: Any form `iter_input_batches` accepts; preprocessed per batch
-            as `fit()` would (see `_data.preprocessing`).
         layers: The BatchNormalization layers to measure.
         training: The `training` argument the model is called with.
         batch_statistics: Layers (among `layers`) that normalize with the
             statistics of each batch, as in training mode, whether they are
             frozen or not; their moving statistics are neither used nor
             updated.
-        batch_size: Batch size for array data.
-        steps: If given, stop after this many batches.
-        verbose: As in `fit()`: "auto", 0, 1 or 2.
-        return_outputs: Whether to also return the model's outputs.
-
-    Returns:
-        A list of `InputStatistics`, one per layer of `layers`; with
-        `return_outputs`, a pair of that list and the model's outputs over
-        all of `data` (numpy, with the structure of the model's outputs).
     """
-    verbose = check_verbose(verbose)
-    batches, count = iter_input_batches(
+
+    def __init__(self, model, layers, *, training, batch_statistics=()):
+        self.model = model
+        self.layers = list(layers)
+        self._forced = {id(layer) for layer in batch_statistics}
+        self._records = {}
+        self._step = _compile(model, training, self._records)
+
+    def run(
+        self,
         data,
-        batch_size=batch_size,
-        steps=steps,
-        preprocess=preprocessing(model),
-    )
-    shapes = [tuple(layer.moving_mean.shape) for layer in layers]
-    totals = [
-        InputStatistics(*(np.zeros(shape) for _ in range(3)))
-        for shape in shapes
-    ]
-    progbar = keras.utils.Progbar(count, verbose=verbose, unit_name="batch")
-    saved = [(v, to_numpy(v)) for v in model.non_trainable_variables]
-    forced = {id(layer) for layer in batch_statistics}
-    records = {}
-    outputs = []
-    seen = 0
-    try:
-        for index, layer in enumerate(layers):
-            _intercept(layer, index, id(layer) in forced, records, model)
-        step = _compile(model, training, records)
+        *,
+        batch_size=32,
+        steps=None,
+        verbose="auto",
+        return_outputs=False,
+    ):
+        """Runs the pass over `data`; writes no variable.
+
+        Args:
+            data: Any form `iter_input_batches` accepts; preprocessed per
+                batch as `fit()` would (see `_data.preprocessing`).
+            batch_size: Batch size for array data.
+            steps: If given, stop after this many batches.
+            verbose: As in `fit()`: "auto", 0, 1 or 2.
+            return_outputs: Whether to also return the model's outputs.
+
+        Returns:
+            A list of `InputStatistics`, one per layer of `layers`; with
+            `return_outputs`, a pair of that list and the model's outputs
+            over all of `data` (numpy, with the structure of the model's
+            outputs).
+        """
+        verbose = check_verbose(verbose)
+        batches, count = iter_input_batches(
+            data,
+            batch_size=batch_size,
+            steps=steps,
+            preprocess=preprocessing(self.model),
+        )
+        progbar = keras.utils.Progbar(count, verbose=verbose, unit_name="batch")
+        saved = [(v, to_numpy(v)) for v in self.model.non_trainable_variables]
+        with _kept_global_random_state(self.model):
+            try:
+                # A (re)trace of the step reads the calls made while it runs.
+                for index, layer in enumerate(self.layers):
+                    self._intercept(layer, index)
+                totals, outputs, seen = self._measure(
+                    batches, progbar, return_outputs
+                )
+            finally:
+                for layer in self.layers:
+                    _release(layer)
+                for variable, value in saved:
+                    variable.assign(value)
+        if seen == 0:
+            raise ValueError(
+                "Expected `data` to yield at least one batch. "
+                f"Received: data={data!r}"
+            )
+        progbar.update(seen, finalize=True)
+        if return_outputs:
+            return totals, _concatenate(outputs)
+        return totals
+
+    def _measure(self, batches, progbar, return_outputs):
+        """The step over every batch.
+
+        Returns:
+            The `InputStatistics` totals, the outputs of each batch (if
+            `return_outputs`, else an empty list) and the number of batches.
+        """
+        shapes = [tuple(layer.moving_mean.shape) for layer in self.layers]
+        totals = [
+            InputStatistics(*(np.zeros(shape) for _ in range(3)))
+            for shape in shapes
+        ]
+        outputs = []
+        seen = 0
         for seen, x in enumerate(batches, start=1):
-            batch_outputs, batch_records = step(_to_tensors(model, x))
+            batch_outputs, batch_records = self._step(
+                _to_tensors(self.model, x)
+            )
             if return_outputs:
                 outputs.append(
                     keras.tree.map_structure(to_numpy, batch_outputs)
@@ -130,53 +204,47 @@ def measure_inputs(
                         *(_host(value, shape) for value in batch)
                     )
             progbar.update(seen, finalize=False)
-    finally:
-        for layer in layers:
-            _release(layer)
-        for variable, value in saved:
-            variable.assign(value)
-    if seen == 0:
-        raise ValueError(
-            "Expected `data` to yield at least one batch. "
-            f"Received: data={data!r}"
-        )
-    progbar.update(seen, finalize=True)
-    if return_outputs:
-        return totals, _concatenate(outputs)
-    return totals
+        return totals, outputs, seen
 
+    def _intercept(self, layer, index):
+        """Wraps `layer.call` so that each call records its input moments.
 
-def _intercept(layer, index, force_batch_statistics, records, model):
-    """Wraps `layer.call` so that each call records its input moments.
+        A layer with forced batch statistics normalizes with the moments it
+        records, as in training mode, instead of running its own `call`,
+        which would measure them a second time and update its moving
+        statistics.
+        """
+        original = layer.call
+        moments, normalize = _moments.for_model(self.model)
+        force_batch_statistics = id(layer) in self._forced
+        records = self._records
 
-    A layer in `force_batch_statistics` normalizes with the moments it
-    records, as in training mode, instead of running its own `call`, which
-    would measure them a second time and update its moving statistics.
-    """
-    original = layer.call
-    moments, normalize = _moments.for_model(model)
+        def call(inputs, *args, **kwargs):
+            mask = kwargs.get("mask")
+            if force_batch_statistics:
+                outputs, measured = normalize(layer, inputs, mask)
+            else:
+                measured = moments(layer, inputs, mask)
+                outputs = original(inputs, *args, **kwargs)
+            records.setdefault(str(index), []).append(measured)
+            return outputs
 
-    def call(inputs, *args, **kwargs):
-        mask = kwargs.get("mask")
-        if force_batch_statistics:
-            outputs, measured = normalize(layer, inputs, mask)
-        else:
-            measured = moments(layer, inputs, mask)
-            outputs = original(inputs, *args, **kwargs)
-        records.setdefault(str(index), []).append(measured)
-        return outputs
-
-    layer.call = call
+        layer.call = call
 
 
 def _release(layer):
-    """Undoes `_intercept`: the class's `call` is the layer's again."""
+    """Undoes `Probe._intercept`: the class's `call` is the layer's again."""
     if "call" in layer.__dict__:
         del layer.call
 
 
 def _compile(model, training, records):
-    """The per-batch step: inputs in, `records` of that batch out."""
+    """The per-batch step: inputs in, outputs and `records` of that batch out.
+
+    `records` is filled while the model is traced (or, run eagerly, called),
+    and the step returns its contents, so a compiled step returns the
+    measurements of each batch without running Python again.
+    """
 
     def run(x):
         records.clear()
@@ -199,6 +267,7 @@ def _compile(model, training, records):
 
 
 def _jax_step(model, training, records):
+    """A jitted stateless step, given the model's variables of each call."""
     import jax
 
     def run(trainable, non_trainable, x):
@@ -209,9 +278,26 @@ def _jax_step(model, training, records):
         return outputs, {index: list(calls) for index, calls in records.items()}
 
     compiled = jax.jit(run)
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
-    return lambda x: compiled(trainable, non_trainable, x)
+
+    def step(x):
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        return compiled(trainable, non_trainable, x)
+
+    return step
+
+
+def _kept_global_random_state(model):
+    """Puts back the backend's global random state after the pass.
+
+    Keras draws unseeded Dropout masks on torch from torch's global
+    generator, which a training-mode pass would otherwise advance.
+    """
+    if keras.backend.backend() == "torch" and not _is_tf_keras(model):
+        import torch
+
+        return torch.random.fork_rng()
+    return contextlib.nullcontext()
 
 
 def _concatenate(batches):

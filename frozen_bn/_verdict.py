@@ -4,6 +4,8 @@ The rules and their thresholds are those documented in
 `frozen_bn.diagnose`; `judge` applies them to a filled-in report.
 """
 
+import numpy as np
+
 from frozen_bn._fit_behaviour import (
     BATCH_STATISTICS,
     FROZEN,
@@ -22,6 +24,35 @@ OUTPUT_GAP = 0.5
 # A layer's inputs drifted from its moving statistics.
 MEAN_SHIFT = 1.0
 VARIANCE_RATIO = (0.5, 2.0)
+
+
+def drift(statistics, reference, epsilon):
+    """How far a layer's statistics are from reference ones.
+
+    Args:
+        statistics: A `(mean, variance)` pair of per-channel arrays.
+        reference: The `(mean, variance)` they are compared with, e.g. the
+            layer's moving statistics.
+        epsilon: The layer's epsilon.
+
+    Returns:
+        A pair: the root mean square over the channels of the standardized
+        mean shift `(mean - reference_mean) / sqrt(reference_variance +
+        epsilon)`, and the geometric mean over the channels of `(variance +
+        epsilon) / (reference_variance + epsilon)`; `(0.0, 1.0)` when the
+        two agree.
+    """
+    (mean, variance), (reference_mean, reference_variance) = (
+        [np.asarray(value, "float64") for value in pair]
+        for pair in (statistics, reference)
+    )
+    epsilon = float(epsilon)
+    shift = (mean - reference_mean) / np.sqrt(reference_variance + epsilon)
+    ratio = (variance + epsilon) / (reference_variance + epsilon)
+    return (
+        float(np.sqrt(np.mean(shift**2))),
+        float(np.exp(np.mean(np.log(ratio)))),
+    )
 
 
 def is_drifted(mean_shift, variance_ratio):

@@ -13,13 +13,10 @@ import dataclasses
 import math
 import warnings
 
-import numpy as np
-
 from frozen_bn import (
     _diagnosis_data,
-    _metrics,
     _mode_gap,
-    _probe,
+    _moving_stats,
     _training_arg,
 )
 from frozen_bn._checks import check_model
@@ -29,7 +26,7 @@ from frozen_bn._fit_behaviour import (
     switched_off_layers,
 )
 from frozen_bn._report_text import report_text
-from frozen_bn._verdict import is_at_risk, is_drifted, judge
+from frozen_bn._verdict import drift, is_at_risk, is_drifted, judge
 from frozen_bn._walk import iter_layers
 
 
@@ -219,29 +216,9 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
     labels = None if y is None else _diagnosis_data.check_labels(y, samples)
     behaviours = fit_behaviours(model)
     layers = [layer for layer, _ in behaviours]
-    statistics, inference = _probe.measure_inputs(
-        model,
-        x,
-        layers,
-        training=False,
-        batch_size=batch_size,
-        verbose=verbose,
-        return_outputs=True,
+    statistics, gap = _mode_gap.ModeComparison(model, layers).run(
+        x, labels, batch_size=batch_size, verbose=verbose
     )
-    _, training = _probe.measure_inputs(
-        model,
-        x,
-        [],
-        training=True,
-        batch_size=batch_size,
-        verbose=verbose,
-        return_outputs=True,
-    )
-    scores = _mode_gap.are_scores(inference)
-    inference, training = map(_mode_gap.flat, (inference, training))
-    disagreement = None  # A feature map has no predicted class.
-    if scores:
-        disagreement = _mode_gap.prediction_disagreement(inference, training)
     report = DiagnosisReport(
         samples=samples,
         layers=[
@@ -250,12 +227,9 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
                 behaviours, statistics, strict=True
             )
         ],
-        output_gap=_mode_gap.output_gap(inference, training),
-        prediction_disagreement=disagreement,
         switched_off=[layer.name for layer in switched_off_layers(model)],
+        **dataclasses.asdict(gap),
     )
-    if labels is not None:
-        _add_metrics(report, labels, inference, training)
     if any(map(_training_arg.is_training_only, iter_layers(model))):
         report.notes.append(
             "the model has dropout or noise layers, active in training "
@@ -265,27 +239,13 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
     return report
 
 
-def _add_metrics(report, labels, inference, training):
-    task, target = _diagnosis_data.targets(labels, inference.shape[1])
-    metrics = (
-        _metrics.binary_metrics
-        if task == "binary"
-        else _metrics.multiclass_metrics
-    )
-    report.task = task
-    report.chance = float(np.bincount(target).max() / len(target))
-    report.inference = metrics(target, inference)
-    report.training = metrics(target, training)
-
-
 def _layer_diagnosis(layer, behaviour, measured):
-    epsilon = float(layer.epsilon)
-    moving_mean = _probe.to_numpy(layer.moving_mean).astype("float64")
-    moving_variance = _probe.to_numpy(layer.moving_variance).astype("float64")
-    shift = (measured.mean - moving_mean) / np.sqrt(moving_variance + epsilon)
-    ratio = (measured.variance + epsilon) / (moving_variance + epsilon)
-    mean_shift = float(np.sqrt(np.mean(shift**2)))
-    variance_ratio = float(np.exp(np.mean(np.log(ratio))))
+    [(moving_mean, moving_variance)] = _moving_stats.read([layer])
+    mean_shift, variance_ratio = drift(
+        (measured.mean, measured.variance),
+        (moving_mean, moving_variance),
+        layer.epsilon,
+    )
     drifted = is_drifted(mean_shift, variance_ratio)
     return LayerDiagnosis.of(
         layer,

@@ -2,9 +2,7 @@
 
 import reprlib
 
-import numpy as np
-
-from frozen_bn import _probe
+from frozen_bn import _moving_stats, _probe
 from frozen_bn._checks import check_model
 from frozen_bn._walk import batch_norm_layers
 
@@ -80,24 +78,28 @@ def recalibrate(
     >>> frozen_bn.recalibrate(base, new_images, steps=100)
     """
     check_model(model)
-    chosen = _chosen_layers(model, layers)
-    statistics = _probe.measure_inputs(
-        model,
-        data,
-        chosen,
-        training=True,
-        batch_statistics=chosen,
-        batch_size=batch_size,
-        steps=steps,
-        verbose=verbose,
+    chosen = chosen_layers(model, layers)
+    statistics = recalibration_probe(model, chosen).run(
+        data, batch_size=batch_size, steps=steps, verbose=verbose
     )
-    for layer, measured in zip(chosen, statistics, strict=True):
-        _assign(layer.moving_mean, measured.mean)
-        _assign(layer.moving_variance, measured.variance)
+    _moving_stats.write(
+        chosen, [(measured.mean, measured.variance) for measured in statistics]
+    )
     return model
 
 
-def _chosen_layers(model, layers):
+def recalibration_probe(model, layers):
+    """The pass that measures `layers` as `recalibrate` does: a `Probe`."""
+    return _probe.Probe(model, layers, training=True, batch_statistics=layers)
+
+
+def chosen_layers(model, layers):
+    """The BN layers of `model` that `layers` names; all of them for `None`.
+
+    Raises:
+        ValueError: `layers` names something that is not a BN layer of
+            `model`, or a layer with batch renormalization.
+    """
     found = batch_norm_layers(model)
     if layers is None:
         chosen = found
@@ -126,8 +128,3 @@ def _chosen_layers(model, layers):
                 "statistics would no longer match. Pass `layers` without it."
             )
     return list({id(layer): layer for layer in chosen}.values())
-
-
-def _assign(variable, value):
-    dtype = _probe.to_numpy(variable).dtype
-    variable.assign(np.asarray(value, dtype=dtype))

@@ -6,6 +6,11 @@ Import it as `import frozen_bn.tf_keras` (then use
 `from frozen_bn import tf_keras` would hide the real `tf_keras` module behind
 this one in your namespace.
 
+The callbacks of `frozen_bn.callbacks` have twins here, for tf_keras's
+`fit()`: `FrozenStatisticsGuard` (eager and TF1 graph mode), `PreciseBN` and
+`ModeGapMonitor` (eager only: their passes run eagerly or in a
+`tf.function`).
+
 Importing this module imports TensorFlow and tf_keras; `import frozen_bn`
 does not import it. `frozen_bn.patch_model` swaps these classes into tf_keras
 models.
@@ -19,10 +24,19 @@ import tf_keras
 from tf_keras.src.backend import track_variable as _track_variable
 
 from frozen_bn._freeze_argument import FreezeMovingStatsArgument
+from frozen_bn._gap_monitor import ModeGapMonitorCallback
+from frozen_bn._precise_bn import PreciseBNCallback
 from frozen_bn._runtime import builds_static_graphs
+from frozen_bn._statistics_guard import FrozenStatisticsGuardCallback
 from frozen_bn._walk import tf_keras_batch_norm_classes
 
-__all__ = ["BatchNormalization", "BatchNormalizationV1"]
+__all__ = [
+    "BatchNormalization",
+    "BatchNormalizationV1",
+    "FrozenStatisticsGuard",
+    "ModeGapMonitor",
+    "PreciseBN",
+]
 
 _StockV2, _StockV1 = tf_keras_batch_norm_classes()
 
@@ -178,3 +192,27 @@ class BatchNormalizationV1(_FrozenBatchNormalizationMixin, _StockV1):
     """
 
     _stock_class = _StockV1
+
+
+class PreciseBN(PreciseBNCallback, tf_keras.callbacks.Callback):
+    """`frozen_bn.callbacks.PreciseBN` for tf_keras models (eager mode).
+
+    Same arguments and behaviour; in TF1 graph mode `fit()` raises a
+    `ValueError` when training starts.
+    """
+
+
+class FrozenStatisticsGuard(
+    FrozenStatisticsGuardCallback, tf_keras.callbacks.Callback
+):
+    """`frozen_bn.callbacks.FrozenStatisticsGuard` for tf_keras models.
+
+    Same arguments and behaviour, in eager and TF1 graph mode. A stock V1
+    layer with `trainable=False` normalizes with batch statistics at
+    learning phase 1 without moving its statistics: the guard reports it
+    when training starts.
+    """
+
+
+class ModeGapMonitor(ModeGapMonitorCallback, tf_keras.callbacks.Callback):
+    """`frozen_bn.callbacks.ModeGapMonitor` for tf_keras models (eager)."""

@@ -1,0 +1,62 @@
+"""What `frozen_bn.callbacks.ModeGapMonitor` does, for either Keras.
+
+A mixin: listed before `keras.callbacks.Callback` (Keras 3) or
+`tf_keras.callbacks.Callback`, it gives either class the same behaviour:
+`diagnose`'s comparison of training and inference mode
+(`frozen_bn._mode_gap`) on a fixed sample at the end of every epoch,
+written into the epoch's logs.
+"""
+
+from frozen_bn import _diagnosis_data, _mode_gap
+from frozen_bn._checks import check_positive_int, check_verbose
+
+GAP = "mode_gap"
+TRAINING_ACCURACY = "training_mode_accuracy"
+INFERENCE_ACCURACY = "inference_mode_accuracy"
+
+
+class ModeGapMonitorCallback:
+    """Logs the gap between training and inference mode every epoch."""
+
+    def __init__(self, x, y=None, *, batch_size=32, max_gap=None, verbose=0):
+        super().__init__()
+        if max_gap is not None and (
+            isinstance(max_gap, bool)
+            or not isinstance(max_gap, int | float)
+            or max_gap <= 0
+        ):
+            raise ValueError(
+                "Expected `max_gap` to be a positive number or None. "
+                f"Received: max_gap={max_gap!r}"
+            )
+        self.x = x
+        self.y = y
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.max_gap = max_gap
+        self.verbose = check_verbose(verbose)
+        self._labels = None
+        self._comparison = None
+
+    def on_train_begin(self, logs=None):
+        samples = _diagnosis_data.check_inputs(self.model, self.x)
+        if self.y is not None:
+            self._labels = _diagnosis_data.check_labels(self.y, samples)
+        self._comparison = _mode_gap.ModeComparison(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        _, gap = self._comparison.run(
+            self.x, self._labels, batch_size=self.batch_size, verbose=0
+        )
+        logs = {} if logs is None else logs
+        logs[GAP] = gap.output_gap
+        if gap.task is not None:
+            logs[TRAINING_ACCURACY] = gap.training["accuracy"]
+            logs[INFERENCE_ACCURACY] = gap.inference["accuracy"]
+        if self.max_gap is not None and gap.output_gap >= self.max_gap:
+            self.model.stop_training = True
+            if self.verbose:
+                print(
+                    f"Epoch {epoch + 1}: training and inference mode are "
+                    f"{gap.output_gap:.3g} apart (max_gap={self.max_gap:g}): "
+                    "stopping training."
+                )

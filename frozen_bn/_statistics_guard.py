@@ -1,0 +1,130 @@
+"""What `frozen_bn.callbacks.FrozenStatisticsGuard` does, for either Keras.
+
+A mixin: listed before `keras.callbacks.Callback` (Keras 3) or
+`tf_keras.callbacks.Callback`, it gives either class the same behaviour.
+
+A BatchNormalization layer meant to be frozen (`trainable=False`,
+`freeze_moving_stats=True`, or called with `training=False`) can still go
+wrong under `fit()` in two ways: its moving statistics move (Keras <= 3.15
+overrides a recorded `training=False`), or it normalizes with batch
+statistics without moving them (a stock tf_keras V1 layer; the damage is
+the normalization itself, so no stored value shows it). The guard reports
+the second kind when training starts, from how `fit()` will run each layer
+(`frozen_bn._fit_behaviour`), and the first whenever it compares the
+stored statistics with those it recorded at the start.
+"""
+
+import warnings
+
+from frozen_bn import _moving_stats
+from frozen_bn._fit_behaviour import (
+    FROZEN,
+    OVERRIDDEN,
+    STOCK_V1,
+    fit_behaviours,
+)
+from frozen_bn._verdict import drift
+
+# The labels of layers meant to be frozen; the last two are the traps.
+_MEANT_FROZEN = (FROZEN, OVERRIDDEN, STOCK_V1)
+_ACTIONS = ("warn", "raise")
+_PATCH_HINT = (
+    " frozen_bn.patch_model(model) before compiling keeps them frozen."
+)
+
+
+class FrozenStatisticsError(RuntimeError):
+    """A frozen BatchNormalization layer does not keep its statistics."""
+
+
+class FrozenStatisticsGuardCallback:
+    """Checks that frozen BN layers keep their statistics during `fit()`."""
+
+    def __init__(self, *, on_change="warn", freq="epoch"):
+        super().__init__()
+        if on_change not in _ACTIONS:
+            raise ValueError(
+                'Expected `on_change` to be "warn" or "raise". '
+                f"Received: on_change={on_change!r}"
+            )
+        if freq != "epoch" and (
+            isinstance(freq, bool) or not isinstance(freq, int) or freq < 1
+        ):
+            raise ValueError(
+                'Expected `freq` to be "epoch" or a positive integer (a '
+                f"number of batches). Received: freq={freq!r}"
+            )
+        self.on_change = on_change
+        self.freq = freq
+        self._layers = []
+        self._recorded = []
+
+    def on_train_begin(self, logs=None):
+        behaviours = [
+            (layer, behaviour)
+            for layer, behaviour in fit_behaviours(self.model)
+            if behaviour in _MEANT_FROZEN
+        ]
+        self._layers = [layer for layer, _ in behaviours]
+        self._recorded = _moving_stats.read(self._layers)
+        traps = [(layer, b) for layer, b in behaviours if b != FROZEN]
+        if traps:
+            self._report(
+                "These BatchNormalization layers are meant to be frozen, but "
+                "fit() will normalize them with batch statistics: "
+                + "; ".join(f"{layer.name} ({b})" for layer, b in traps)
+                + "."
+                + _PATCH_HINT
+            )
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.freq != "epoch" and (batch + 1) % self.freq == 0:
+            # The JAX trainer holds the variables' values while it trains.
+            getattr(self.model, "jax_state_sync", lambda: None)()
+            self._check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.freq == "epoch":
+            self._check()
+
+    def moved_layers(self):
+        """The watched layers whose statistics changed, with how far.
+
+        Returns:
+            A list of `(layer, mean_shift, variance_ratio)`, as `diagnose`
+            measures drift (`frozen_bn._verdict.drift`), against the
+            statistics the layer had when training started.
+        """
+        current = _moving_stats.read(self._layers)
+        moved = []
+        for layer, now, then in zip(
+            self._layers, current, self._recorded, strict=True
+        ):
+            if any((a != b).any() for a, b in zip(now, then, strict=True)):
+                moved.append((layer, *drift(now, then, layer.epsilon)))
+        return moved
+
+    def _check(self):
+        moved = self.moved_layers()
+        if moved:
+            self._report(
+                f"The moving statistics of {len(moved)} frozen "
+                "BatchNormalization layer(s) changed during fit(): "
+                + "; ".join(
+                    f"{layer.name} (mean shift {shift:.3g}, variance ratio "
+                    f"{ratio:.3g})"
+                    for layer, shift, ratio in moved
+                )
+                + "."
+                + (_PATCH_HINT if any(map(_is_stock, moved)) else "")
+            )
+
+    def _report(self, message):
+        if self.on_change == "raise":
+            raise FrozenStatisticsError(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+def _is_stock(moved):
+    layer = moved[0]
+    return not hasattr(layer, "freeze_moving_stats")
