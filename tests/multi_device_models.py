@@ -107,6 +107,22 @@ def assert_reports_close(report, expected):
         )
 
 
+def assert_every_copy_holds_statistics_of(model, reference, copies_of):
+    """Every device's copy of `model`'s statistics is `reference`'s (one
+    device), within float32 round-off, and the copies agree bitwise."""
+    for variable, expected in zip(
+        statistics_variables(model),
+        statistics_variables(reference),
+        strict=True,
+    ):
+        first, *others = copies_of(variable)
+        for other in others:
+            np.testing.assert_array_equal(other, first)
+        np.testing.assert_allclose(
+            first, keras.ops.convert_to_numpy(expected), rtol=1e-5, atol=1e-6
+        )
+
+
 def check_recalibrate_matches_one_device(scope, copies_of):
     """`recalibrate` in `scope` writes the single-device statistics to every
     copy of them; `copies_of(variable)` lists a variable's per-device values.
@@ -120,17 +136,7 @@ def check_recalibrate_matches_one_device(scope, copies_of):
         model.set_weights(reference.get_weights())
         frozen_bn.recalibrate(model, x, batch_size=16, verbose=0)
     frozen_bn.recalibrate(reference, x, batch_size=16, verbose=0)
-    for variable, expected in zip(
-        statistics_variables(model),
-        statistics_variables(reference),
-        strict=True,
-    ):
-        first, *others = copies_of(variable)
-        for other in others:
-            np.testing.assert_array_equal(other, first)
-        np.testing.assert_allclose(
-            first, keras.ops.convert_to_numpy(expected), rtol=1e-5, atol=1e-6
-        )
+    assert_every_copy_holds_statistics_of(model, reference, copies_of)
 
 
 def check_diagnose_matches_one_device(scope, assert_copies_hold):
@@ -150,3 +156,55 @@ def check_diagnose_matches_one_device(scope, assert_copies_hold):
     expected = frozen_bn.diagnose(reference, x, y, batch_size=16, verbose=0)
     assert_reports_close(report, expected)
     assert_copies_hold(model.weights, before)
+
+
+def check_callbacks_in_fit(scope, copies_of):
+    """The callbacks in `fit()` in `scope`: `PreciseBN` leaves on every
+    device the statistics `recalibrate` measures on one device, the guard
+    stays silent on a frozen layer, and `ModeGapMonitor` logs the gap that
+    `diagnose` reports on one device; `copies_of(variable)` lists a
+    variable's per-device values.
+    """
+    import frozen_bn
+    from frozen_bn.callbacks import (
+        FrozenStatisticsGuard,
+        ModeGapMonitor,
+        PreciseBN,
+    )
+
+    def build():
+        keras.utils.set_random_seed(3)
+        inputs = keras.Input((4,))
+        x = frozen_bn.BatchNormalization(trainable=False, name="frozen")(inputs)
+        x = keras.layers.BatchNormalization(momentum=0.5, name="trains")(x)
+        model = keras.Model(inputs, keras.layers.Dense(1)(x))
+        return randomize_batch_norms(model)
+
+    x = shifted_halves(count=32)
+    y = np.random.default_rng(1).standard_normal((32, 1)).astype("float32")
+    with scope:
+        model = build()
+        model.compile("sgd", "mse")
+        history = model.fit(
+            x,
+            y,
+            batch_size=8,
+            epochs=2,
+            shuffle=False,
+            verbose=0,
+            callbacks=[
+                PreciseBN(x, batch_size=8, verbose=0),
+                ModeGapMonitor(x, batch_size=8),
+                FrozenStatisticsGuard(on_change="raise", freq=1),
+            ],
+        )
+    reference = build()
+    reference.set_weights(model.get_weights())
+    report = frozen_bn.diagnose(reference, x, batch_size=8, verbose=0)
+    np.testing.assert_allclose(
+        history.history["mode_gap"][-1], report.output_gap, 1e-4
+    )
+    frozen_bn.recalibrate(
+        reference, x, layers=["trains"], batch_size=8, verbose=0
+    )
+    assert_every_copy_holds_statistics_of(model, reference, copies_of)

@@ -301,3 +301,59 @@ def test_freeze_by_stages_is_for_keras_3_models_only():
         TypeError, match=r"`model` to be a keras\.Model\. Received"
     ):
         frozen_bn.freeze(conv_net(STOCK_V2), stages=1)
+
+
+# The callbacks' tf_keras twins, in eager mode.
+
+
+def fit_conv_net(model, callbacks, epochs=2):
+    model.compile("sgd", "mse")
+    return model.fit(
+        images(16),
+        targets(),
+        batch_size=8,
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=0,
+    )
+
+
+def test_guard_raises_on_a_frozen_stock_v1_layer():
+    model = conv_net(STOCK_V1)
+    model.get_layer("bn").trainable = False
+    guard = frozen_tf_keras.FrozenStatisticsGuard(on_change="raise")
+    with pytest.raises(frozen_bn.callbacks.FrozenStatisticsError, match="bn"):
+        fit_conv_net(model, [guard])
+
+
+def test_guard_is_silent_on_a_frozen_frozen_bn_layer():
+    model = conv_net(frozen_tf_keras.BatchNormalizationV1)
+    model.get_layer("bn").trainable = False
+    guard = frozen_tf_keras.FrozenStatisticsGuard(on_change="raise", freq=1)
+    fit_conv_net(model, [guard])
+    assert guard.moved_layers() == []
+
+
+def test_precise_bn_leaves_the_statistics_recalibrate_measures():
+    model = conv_net(STOCK_V2)
+    precise = frozen_tf_keras.PreciseBN(images(16), batch_size=8, verbose=0)
+    fit_conv_net(model, [precise])
+    reference = conv_net(STOCK_V2, name="reference")
+    reference.set_weights(model.get_weights())
+    frozen_bn.recalibrate(reference, images(16), batch_size=8, verbose=0)
+    for got, expected in zip(
+        moving_statistics(model), moving_statistics(reference), strict=True
+    ):
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_mode_gap_monitor_logs_what_diagnose_reports():
+    model = conv_net(STOCK_V1)
+    model.get_layer("bn").trainable = False
+    sample = images(16, seed=1)
+    monitor = frozen_tf_keras.ModeGapMonitor(sample)
+    history = fit_conv_net(model, [monitor], epochs=1)
+    report = frozen_bn.diagnose(model, sample, verbose=0)
+    assert history.history["mode_gap"] == [report.output_gap]
+    assert report.output_gap > 0  # Stock V1 ignores trainable=False.

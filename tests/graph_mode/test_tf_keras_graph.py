@@ -53,9 +53,16 @@ def train_inference_gap(model, x):
     return np.abs(train - inference).max()
 
 
-def fit(model, epochs=1):
+def fit(model, epochs=1, callbacks=None):
     model.compile("sgd", "mse")
-    model.fit(images(16), targets(), batch_size=8, epochs=epochs, verbose=0)
+    model.fit(
+        images(16),
+        targets(),
+        batch_size=8,
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=0,
+    )
 
 
 def test_runs_in_graph_mode():
@@ -282,3 +289,36 @@ def test_freeze_in_graph_mode():
     unfrozen = frozen_bn.unfreeze(frozen, inplace=True)
     assert unfrozen is frozen
     assert train_inference_gap(unfrozen, images(16)) > 0.1
+
+
+def test_guard_raises_on_the_original_keras_bug():
+    model = conv_net(STOCK_V1)
+    model.get_layer("bn").trainable = False
+    guard = frozen_tf_keras.FrozenStatisticsGuard(on_change="raise")
+    with pytest.raises(frozen_bn.callbacks.FrozenStatisticsError, match="bn"):
+        model.compile("sgd", "mse")
+        model.fit(
+            images(16), targets(), batch_size=8, callbacks=[guard], verbose=0
+        )
+
+
+def test_guard_is_silent_on_frozen_bn_and_sees_planted_drift():
+    model = conv_net(frozen_tf_keras.BatchNormalizationV1)
+    bn = model.get_layer("bn")
+    bn.trainable = False
+    guard = frozen_tf_keras.FrozenStatisticsGuard(on_change="raise", freq=1)
+    fit(model, epochs=2, callbacks=[guard])
+    assert guard.moved_layers() == []
+    mean, variance = moving_statistics(model)[0]
+    tf_keras.backend.set_value(bn.moving_mean, mean + 1.0)
+    [(layer, shift, ratio)] = guard.moved_layers()
+    expected = np.sqrt(np.mean(1.0 / (variance + bn.epsilon)))
+    assert layer is bn and ratio == 1.0
+    np.testing.assert_allclose(shift, expected, rtol=1e-5)
+
+
+def test_precise_bn_needs_eager_mode():
+    model = conv_net(STOCK_V2)
+    precise = frozen_tf_keras.PreciseBN(images(16), verbose=0)
+    with pytest.raises(ValueError, match="TF1 graph mode"):
+        fit(model, callbacks=[precise])

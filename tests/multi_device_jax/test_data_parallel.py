@@ -10,6 +10,7 @@ from tests.helpers import images, to_numpy
 from tests.multi_device_models import (
     DEVICE_COUNT,
     bn_first_model,
+    check_callbacks_in_fit,
     check_diagnose_matches_one_device,
     check_recalibrate_matches_one_device,
     device_copies,
@@ -145,3 +146,7 @@ def test_recalibrate_matches_one_device(distribution):
 
 def test_diagnose_matches_one_device_and_writes_nothing(distribution):
     check_diagnose_matches_one_device(distribution.scope(), assert_devices_hold)
+
+
+def test_callbacks_in_fit_match_one_device(distribution):
+    check_callbacks_in_fit(distribution.scope(), device_copies)

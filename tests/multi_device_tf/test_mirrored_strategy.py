@@ -12,6 +12,7 @@ from frozen_bn import _walk
 from tests.helpers import images, to_numpy
 from tests.multi_device_models import (
     bn_first_model,
+    check_callbacks_in_fit,
     check_diagnose_matches_one_device,
     check_recalibrate_matches_one_device,
     device_copies,
@@ -274,3 +275,7 @@ def test_recalibrate_in_scope_matches_one_device(strategy):
 
 def test_diagnose_in_scope_matches_one_device_and_writes_nothing(strategy):
     check_diagnose_matches_one_device(strategy.scope(), assert_replicas_hold)
+
+
+def test_callbacks_in_fit_match_one_device(strategy):
+    check_callbacks_in_fit(strategy.scope(), device_copies)
