@@ -261,3 +261,19 @@ def test_demo_command_line_options():
 def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert demo.default_cache_dir() == str(tmp_path / "frozen_bn")
+
+
+def test_precise_bn_run_trains_as_the_patched_run_and_its_modes_agree(quick):
+    (patched,) = runs_of(quick[0], "keras3_trainable", "patched")
+    (precise,) = runs_of(quick[0], "keras3_trainable", "precise")
+    # PreciseBN gives training its own statistics back: the same weights,
+    # so the same training-mode results (batch statistics).
+    for name, value in patched["modes"]["training"].items():
+        assert precise["modes"]["training"][name] == pytest.approx(
+            value, rel=1e-5
+        )
+    # Inference runs with the statistics it measured.
+    assert precise["modes"]["inference"]["loss"] != pytest.approx(
+        patched["modes"]["inference"]["loss"], rel=1e-5
+    )
+    assert abs(report.gap(quick[0], "keras3_trainable", "precise")) <= 3

@@ -23,7 +23,10 @@ BatchNormalization and with frozen_bn's:
 
 With the guide's pattern, a third run re-estimates the frozen base's
 statistics on the target training images first (`frozen_bn.recalibrate`,
-AdaBN).
+AdaBN). With `trainable=False` alone, where the fine-tuned block's BN
+layers learn their statistics, a third run fits stage 2 with the
+`frozen_bn.callbacks.PreciseBN` callback, which recomputes them for the
+weights they end with.
 
 The modules: `protocol` (schedule, settings), `data`, `models` (the base,
 its weight cache, fine-tuning), `runs` (one run, its evaluation, the loop

@@ -140,8 +140,10 @@ def fine_tune(keras_module, weights, data, protocol, setting, implementation):
             is TF1 graph mode.
         implementation: `"stock"`, `"patched"` (the model goes through
             `frozen_bn.patch_model` before training, as a user would do
-            it) or `"recalibrated"` (patched, and the base's statistics
-            re-estimated on the target training images first).
+            it), `"recalibrated"` (patched, and the base's statistics
+            re-estimated on the target training images first) or
+            `"precise"` (patched, and stage 2 fitted with the `PreciseBN`
+            callback on the target training images).
 
     Returns:
         The trained model.
@@ -192,7 +194,12 @@ def fine_tune(keras_module, weights, data, protocol, setting, implementation):
         ),
         "binary_crossentropy",
     )
-    model.fit(epochs=protocol.stage2_epochs, **fit)
+    callbacks = []
+    if implementation == "precise":
+        callbacks.append(
+            frozen_bn.callbacks.PreciseBN(x, batch_size=protocol.batch_size)
+        )
+    model.fit(epochs=protocol.stage2_epochs, callbacks=callbacks, **fit)
     return model
 
 

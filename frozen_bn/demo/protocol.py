@@ -28,6 +28,7 @@ IMPLEMENTATIONS = {
     "stock": "stock",
     "patched": "frozen_bn",
     "recalibrated": "frozen_bn + recalibrate",
+    "precise": "frozen_bn + PreciseBN",
 }
 
 
@@ -85,13 +86,13 @@ class Setting:
     # The `training` argument the base is called with.
     base_training: bool | None
     graph_mode: bool = False
-    # Whether a third run adds `frozen_bn.recalibrate` (AdaBN) to ours.
-    recalibrated_row: bool = False
+    # Runs added to ours: "recalibrated" (`frozen_bn.recalibrate`, AdaBN,
+    # before training) and "precise" (the `PreciseBN` callback in stage 2).
+    extra_runs: tuple = ()
 
     def implementations(self):
         """The keys of `IMPLEMENTATIONS` this setting runs, in order."""
-        names = ["stock", "patched"]
-        return names + ["recalibrated"] if self.recalibrated_row else names
+        return ["stock", "patched", *self.extra_runs]
 
 
 SETTINGS = (
@@ -106,12 +107,13 @@ SETTINGS = (
         "Keras 3, the guide's pattern: base(x, training=False), then "
         "base.trainable = True",
         base_training=False,
-        recalibrated_row=True,
+        extra_runs=("recalibrated",),
     ),
     Setting(
         "keras3_trainable",
         "Keras 3, trainable=False only (stock is right here)",
         base_training=None,
+        extra_runs=("precise",),
     ),
 )
 GRAPH_MODE_SETTING = next(s for s in SETTINGS if s.graph_mode)
