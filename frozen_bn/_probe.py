@@ -27,7 +27,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from frozen_bn import _moments
+from frozen_bn import _moments, _workers
 from frozen_bn._checks import check_verbose
 from frozen_bn._data import iter_input_batches, preprocessing
 from frozen_bn._runtime import is_tf_keras_model as _is_tf_keras
@@ -141,8 +141,11 @@ def measure_inputs(
             f"Received: data={data!r}"
         )
     progbar.update(seen, finalize=True)
+    outputs = _concatenate(outputs) if return_outputs else None
+    # Several workers, each on its shard: the statistics of the union.
+    totals, outputs = _workers.union(model, totals, outputs)
     if return_outputs:
-        return totals, _concatenate(outputs)
+        return totals, outputs
     return totals
 
 

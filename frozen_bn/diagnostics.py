@@ -21,6 +21,7 @@ from frozen_bn import (
     _mode_gap,
     _probe,
     _training_arg,
+    _workers,
 )
 from frozen_bn._checks import check_model
 from frozen_bn._fit_behaviour import (
@@ -237,13 +238,15 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
         verbose=verbose,
         return_outputs=True,
     )
+    if labels is not None:  # in the order of the outputs of every worker
+        labels = _workers.gather_rows(model, labels)
     scores = _mode_gap.are_scores(inference)
     inference, training = map(_mode_gap.flat, (inference, training))
     disagreement = None  # A feature map has no predicted class.
     if scores:
         disagreement = _mode_gap.prediction_disagreement(inference, training)
     report = DiagnosisReport(
-        samples=samples,
+        samples=len(inference),  # every worker's
         layers=[
             _layer_diagnosis(layer, behaviour, measured)
             for (layer, behaviour), measured in zip(
