@@ -198,7 +198,8 @@ def _tf_gather_step(strategy):
 
     def gather(value):
         context = tf.distribute.get_replica_context()
-        return context.all_gather(value, axis=0)
+        # On the replica's device: a value without one has no destination.
+        return context.all_gather(tf.identity(value), axis=0)
 
     return tf.function(lambda values: strategy.run(gather, (values,)))
 
