@@ -26,11 +26,14 @@ Run: python examples/multi_worker.py [--backend tensorflow|jax]
 """
 
 import argparse
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 
 SHARDS = (288, 500)  # 9 batches of 32; 15 and one of 20
 BATCH_SIZE = 32
@@ -125,6 +128,11 @@ def start_workers(backend, timeout=120):
     """Runs both workers; returns their results in worker order."""
     ports = free_ports(2)
     processes = []
+    files = contextlib.ExitStack()
+    logs = [
+        [files.enter_context(tempfile.TemporaryFile("w+")) for _ in "oe"]  # noqa: SIM115
+        for _ in range(2)
+    ]
     try:
         for index in range(2):
             config = {
@@ -140,20 +148,30 @@ def start_workers(backend, timeout=120):
             command = [sys.executable, __file__, "--backend", backend]
             command += ["--worker", str(index), "--ports", *map(str, ports)]
             processes.append(
+                # Files, not pipes: a worker blocked on a full pipe would
+                # keep the other one waiting for it.
                 subprocess.Popen(
                     command,
                     env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
+                    stdout=logs[index][0],
+                    stderr=logs[index][1],
                     text=True,
                 )
             )
-        outputs = [p.communicate(timeout=timeout) for p in processes]
+        deadline = time.monotonic() + timeout
+        for process in processes:
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        outputs = []
+        for stdout, stderr in logs:
+            stdout.seek(0)
+            stderr.seek(0)
+            outputs.append((stdout.read(), stderr.read()))
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+        files.close()
     results = []
     for process, (stdout, stderr) in zip(processes, outputs, strict=True):
         lines = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
