@@ -61,39 +61,34 @@ def union(model, totals, outputs=None):
     if gather is None:
         return totals, outputs
     rows = 0 if outputs is None else _row_count(outputs)
-    flat = np.concatenate(
-        [
-            *(
-                np.ravel(part)
-                for total in totals
-                for part in (total.count, total.mean, total.variance)
-            ),
-            [rows],
-        ]
-    ).astype("float64")
-    workers = gather(flat)
-    combined = [
-        dataclasses.replace(
-            total, **{name: np.zeros_like(total.mean) for name in _FIELDS}
-        )
-        for total in totals
-    ]
-    for worker in workers:
-        start = 0
-        for total in combined:
-            size = total.mean.size
-            parts = [
-                worker[start + i * size : start + (i + 1) * size].reshape(
-                    total.mean.shape
-                )
-                for i in range(3)
-            ]
-            total.merge(*parts)
-            start += 3 * size
+    workers = gather(_pack(totals, rows))
+    combined = [_merged(workers, totals, index) for index in range(len(totals))]
     if outputs is None:
         return combined, None
     counts = [int(worker[-1]) for worker in workers]
     return combined, _join_rows(gather, outputs, counts)
+
+
+def _pack(totals, rows):
+    """Every layer's count, mean and variance, then `rows`, in one array."""
+    parts = [getattr(total, name) for total in totals for name in _FIELDS]
+    return np.concatenate([*map(np.ravel, parts), [rows]]).astype("float64")
+
+
+def _merged(workers, totals, index):
+    """Layer `index`'s totals over every worker, merged in worker order."""
+    shape = totals[index].mean.shape
+    size = totals[index].mean.size
+    start = 3 * sum(total.mean.size for total in totals[:index])
+    zeros = {name: np.zeros(shape) for name in _FIELDS}
+    merged = dataclasses.replace(totals[index], **zeros)
+    for worker in workers:
+        count, mean, variance = (
+            worker[start + i * size : start + (i + 1) * size].reshape(shape)
+            for i in range(3)
+        )
+        merged.merge(count, mean, variance)
+    return merged
 
 
 def gather_rows(model, array):
