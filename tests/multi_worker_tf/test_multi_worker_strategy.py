@@ -58,3 +58,20 @@ def test_recalibrate_issues_one_collective_however_many_batches(results):
 
 def test_diagnose_reports_over_the_union(results):
     multi_worker.assert_diagnosed_union(results)
+
+
+def test_tf_keras_frozen_statistics_unchanged_after_fit(results):
+    for arrays, _ in results:
+        for i in range(2):
+            np.testing.assert_array_equal(
+                arrays[f"tf_keras_frozen_after/{i}"],
+                arrays[f"tf_keras_frozen_before/{i}"],
+            )
+
+
+def test_tf_keras_training_statistics_agree_after_each_fit_step(results):
+    (first, _), (second, _) = results
+    steps = first["tf_keras_training_steps"]
+    assert len(steps) >= 2
+    np.testing.assert_array_equal(steps, second["tf_keras_training_steps"])
+    assert not np.array_equal(steps[-1], first["tf_keras_training_before/0"])

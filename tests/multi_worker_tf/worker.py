@@ -6,8 +6,9 @@ naming both workers on 127.0.0.1. The two processes form one
 `tf.distribute.MultiWorkerMirroredStrategy` with a replica on each.
 
 Keras 3's `fit()` does not run under that strategy (keras-team/keras#20585):
-the worker records its error, and trains with a custom loop instead, the
-`strategy.run` training step that the TensorFlow guides write.
+the worker records its error, and trains Keras 3 models with a custom loop
+instead, the `strategy.run` training step that the TensorFlow guides
+write; tf_keras's `fit()` runs, and trains a tf_keras model.
 """
 
 import collections
@@ -70,6 +71,61 @@ def train(model, x, y, epochs, on_step=None):
                 on_step()
 
 
+def tf_keras_fit(x, y, arrays):
+    """tf_keras's `fit()`, which runs under the strategy: a conv/BN model,
+    its BN frozen, then training (the statistics after every step)."""
+    import tf_keras
+
+    import frozen_bn
+    import frozen_bn.tf_keras  # noqa: F401 (patch_model's tf_keras classes)
+    from tests import multi_worker
+
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    options = tf.data.Options()  # each worker reads its own shard
+    policy = tf.data.experimental.AutoShardPolicy.OFF
+    options.experimental_distribute.auto_shard_policy = policy
+    dataset = dataset.with_options(options)
+    steps = []
+
+    class Record(tf_keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            steps.append(multi_worker.values(statistics)[0].copy())
+
+    for frozen in (True, False):
+        tf_keras.utils.set_random_seed(0)
+        with STRATEGY.scope():
+            inputs = tf_keras.Input((8, 8, 3))
+            h = tf_keras.layers.Conv2D(4, 3, padding="same")(inputs)
+            h = tf_keras.layers.BatchNormalization(name="bn")(h)
+            h = tf_keras.layers.GlobalAveragePooling2D()(h)
+            outputs = tf_keras.layers.Dense(3, activation="softmax")(h)
+            model = frozen_bn.patch_model(tf_keras.Model(inputs, outputs))
+            bn = model.get_layer("bn")
+            bn.freeze_moving_stats = frozen
+            model.compile(
+                tf_keras.optimizers.SGD(1e-2),
+                "sparse_categorical_crossentropy",
+            )
+        statistics = [bn.moving_mean, bn.moving_variance]
+        name = "frozen" if frozen else "training"
+        arrays.update(
+            multi_worker.named(
+                f"tf_keras_{name}_before",
+                [v.numpy().copy() for v in statistics],
+            )
+        )
+        callbacks = [] if frozen else [Record()]
+        model.fit(
+            dataset, epochs=2 if frozen else 1, verbose=0, callbacks=callbacks
+        )
+        arrays.update(
+            multi_worker.named(
+                f"tf_keras_{name}_after", [v.numpy() for v in statistics]
+            )
+        )
+    arrays["tf_keras_training_steps"] = np.stack(steps)
+
+
 def main(index, out_dir):
     global STRATEGY
     STRATEGY = tf.distribute.MultiWorkerMirroredStrategy()
@@ -120,6 +176,8 @@ def main(index, out_dir):
         on_step=lambda: steps.append(multi_worker.flat_statistics(base)),
     )
     arrays["training_steps"] = np.stack(steps)
+
+    tf_keras_fit(x, y, arrays)
 
     raw = multi_worker.raw_shard(index)
     counts = {}
