@@ -169,7 +169,9 @@ def _multi_worker_strategy(model):
     if resolver is None:
         return None
     spec = resolver.cluster_spec()
-    tasks = sum(spec.num_tasks(job) for job in spec.jobs if job != "ps")
+    if "ps" in spec.jobs:  # ParameterServerStrategy: one program, the chief's
+        return None
+    tasks = sum(spec.num_tasks(job) for job in spec.jobs)
     return strategy if tasks > 1 else None
 
 
