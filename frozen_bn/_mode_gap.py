@@ -13,7 +13,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from frozen_bn import _diagnosis_data, _metrics, _probe
+from frozen_bn import _diagnosis_data, _metrics, _probe, _workers
 
 
 @dataclasses.dataclass
@@ -21,6 +21,8 @@ class ModeGap:
     """The two modes compared on the same data.
 
     Attributes:
+        samples: The number of samples compared (of every worker, when
+            several each run their shard).
         output_gap: Mean absolute difference between the training-mode and
             inference-mode outputs over the standard deviation of all their
             values; 0 when they agree.
@@ -34,6 +36,7 @@ class ModeGap:
         training: The same metrics in training mode.
     """
 
+    samples: int
     output_gap: float
     prediction_disagreement: float | None
     task: str | None = None
@@ -52,6 +55,7 @@ class ModeComparison:
     """
 
     def __init__(self, model, layers=()):
+        self._model = model
         self._inference = _probe.Probe(model, layers, training=False)
         self._training = _probe.Probe(model, (), training=True)
 
@@ -74,6 +78,8 @@ class ModeComparison:
             x, return_outputs=True, **run
         )
         _, training = self._training.run(x, return_outputs=True, **run)
+        if labels is not None:  # In the order of every worker's outputs.
+            labels = _workers.gather_rows(self._model, labels)
         return statistics, compare(inference, training, labels)
 
 
@@ -88,6 +94,7 @@ def compare(inference, training, labels=None):
     scores = are_scores(inference)
     inference, training = flat(inference), flat(training)
     gap = ModeGap(
+        samples=len(inference),
         output_gap=output_gap(inference, training),
         prediction_disagreement=(
             prediction_disagreement(inference, training) if scores else None

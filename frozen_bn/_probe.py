@@ -31,7 +31,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from frozen_bn import _moments
+from frozen_bn import _moments, _workers
 from frozen_bn._checks import check_verbose
 from frozen_bn._data import iter_input_batches, preprocessing
 from frozen_bn._runtime import is_tf_keras_model as _is_tf_keras
@@ -117,6 +117,12 @@ class Probe:
         self._forced = {id(layer) for layer in batch_statistics}
         self._records = {}
         self._step = _compile(model, training, self._records)
+        # JAX's compiled step is `stateless_call`: it writes no variable.
+        self._stateless = (
+            keras.backend.backend() == "jax"
+            and not _is_tf_keras(model)
+            and not getattr(model, "run_eagerly", False)
+        )
 
     def run(
         self,
@@ -151,7 +157,11 @@ class Probe:
             preprocess=preprocessing(self.model),
         )
         progbar = keras.utils.Progbar(count, verbose=verbose, unit_name="batch")
-        saved = [(v, to_numpy(v)) for v in self.model.non_trainable_variables]
+        saved = [
+            (variable, _snapshot(self.model, variable))
+            for variable in self.model.non_trainable_variables
+            if not self._stateless
+        ]
         with _kept_global_random_state(self.model):
             try:
                 # A (re)trace of the step reads the calls made while it runs.
@@ -171,8 +181,11 @@ class Probe:
                 f"Received: data={data!r}"
             )
         progbar.update(seen, finalize=True)
+        outputs = _concatenate(outputs) if return_outputs else None
+        # Several workers, each on its shard: the statistics of the union.
+        totals, outputs = _workers.union(self.model, totals, outputs)
         if return_outputs:
-            return totals, _concatenate(outputs)
+            return totals, outputs
         return totals
 
     def _measure(self, batches, progbar, return_outputs):
@@ -285,6 +298,13 @@ def _jax_step(model, training, records):
         return compiled(trainable, non_trainable, x)
 
     return step
+
+
+def _snapshot(model, variable):
+    """A copy of `variable`'s value, to put back after the pass."""
+    if _is_tf_keras(model):
+        return to_numpy(variable)
+    return keras.ops.copy(variable)  # On its device: no host round trip.
 
 
 def _kept_global_random_state(model):

@@ -36,7 +36,9 @@ def average_over_replicas(layer):
     if context is None or context.num_replicas_in_sync == 1:
         return
     variables = layer.non_trainable_variables
-    values = [keras.ops.convert_to_tensor(v) for v in variables]
+    # Copied on the replica's device: under MultiWorkerMirroredStrategy, a
+    # variable's value has no device, and the all-reduce no destination.
+    values = [tf.identity(keras.ops.convert_to_tensor(v)) for v in variables]
     means = context.all_reduce(tf.distribute.ReduceOp.MEAN, values)
     for variable, mean in zip(variables, means, strict=True):
         variable.assign(mean)

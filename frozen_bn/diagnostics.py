@@ -188,6 +188,9 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
     it). Outputs are read as probabilities when they look like ones (in
     `[0, 1]`; rows summing to 1 for several outputs), otherwise as logits.
 
+    With several workers (as for `recalibrate`), each passes its own shard
+    of `x` and `y`, and every worker reports over the union of the shards.
+
     Args:
         model: A built Keras 3 or tf_keras model with one output of class
             scores per sample for the metrics; any outputs otherwise (e.g.
@@ -220,7 +223,6 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
         x, labels, batch_size=batch_size, verbose=verbose
     )
     report = DiagnosisReport(
-        samples=samples,
         layers=[
             _layer_diagnosis(layer, behaviour, measured)
             for (layer, behaviour), measured in zip(

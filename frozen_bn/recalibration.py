@@ -45,6 +45,13 @@ def recalibrate(
     bitwise the same, and `trainable` and `freeze_moving_stats` flags are
     restored. Frozen layers are recalibrated like any other and stay frozen.
 
+    **Several workers.** When the model is trained by several processes
+    (`tf.distribute.MultiWorkerMirroredStrategy` over several tasks, or JAX
+    with `jax.process_count() > 1`), call `recalibrate` on every worker with
+    that worker's shard of `data` (at least one batch each): every worker
+    then writes the statistics of the union of all shards, the same on
+    each, at the cost of one all-gather of all the layers' statistics.
+
     Args:
         model: A built `keras.Model` (or tf_keras Model).
         data: A numpy array (or a list/dict of them for a multi-input

@@ -3,7 +3,8 @@
 Usage: python scripts/run_tests.py [--jobs N] [SUITE ...] [-- PYTEST_ARGS ...]
 
 Each suite runs in its own process (a backend, TF1 graph mode, or a set of
-devices is chosen once per process), `--jobs` of them at a time (default:
+devices is chosen once per process; the multi-worker suites start their
+own worker processes), `--jobs` of them at a time (default:
 one per CPU core); each prints its pytest output when it ends, and a table
 of all suites closes the output. The exit code is 0 only if every
 suite passed. The `keras-nightly-*` suites run the per-backend tests with
@@ -23,11 +24,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRAPH_MODE_TESTS = "tests/graph_mode"
 MULTI_DEVICE_TF_TESTS = "tests/multi_device_tf"
 MULTI_DEVICE_JAX_TESTS = "tests/multi_device_jax"
+# Each starts two worker processes on 127.0.0.1 (see tests/multi_worker.py).
+MULTI_WORKER_TF_TESTS = "tests/multi_worker_tf"
+MULTI_WORKER_JAX_TESTS = "tests/multi_worker_jax"
 NIGHTLY_PYTHON = os.path.join(ROOT, ".venv-nightly", "bin", "python")
 SEPARATE_PROCESS_TESTS = (
     GRAPH_MODE_TESTS,
     MULTI_DEVICE_TF_TESTS,
     MULTI_DEVICE_JAX_TESTS,
+    MULTI_WORKER_TF_TESTS,
+    MULTI_WORKER_JAX_TESTS,
 )
 SUITES = {
     "tensorflow": ({"KERAS_BACKEND": "tensorflow"}, ["tests"]),
@@ -45,6 +51,11 @@ SUITES = {
         },
         [MULTI_DEVICE_JAX_TESTS],
     ),
+    "multi-worker-tf": (
+        {"KERAS_BACKEND": "tensorflow"},
+        [MULTI_WORKER_TF_TESTS],
+    ),
+    "multi-worker-jax": ({"KERAS_BACKEND": "jax"}, [MULTI_WORKER_JAX_TESTS]),
     # The next Keras, without the tests marked slow (keras.applications
     # builds, whose behaviour does not depend on the release): they would
     # take the suite past its time budget.
