@@ -259,6 +259,30 @@ def assert_recalibrated_union(results):
     assert not np.allclose(first["raw/0"], raw_shard(0).mean(0), rtol=1e-2)
 
 
+def assert_precise_bn_wrote_the_union(results):
+    """After `fit()` with `PreciseBN` on each worker's shard, both workers
+    hold the statistics one process measures over the union for the final
+    weights."""
+    import frozen_bn
+    from tests.multi_device_models import transfer_model
+
+    (first, _), (second, _) = results
+    reference, _ = transfer_model()
+    count = len(reference.weights)
+    weights = [first[f"precise_weights/{i}"] for i in range(count)]
+    for i, value in enumerate(weights):
+        np.testing.assert_array_equal(second[f"precise_weights/{i}"], value)
+    reference.set_weights(weights)
+    batches = iter(union_batches(recalibrate_shard))
+    frozen_bn.recalibrate(reference, batches, verbose=0)
+    expected = values(statistics_variables(reference))
+    for i, value in enumerate(expected):
+        np.testing.assert_array_equal(
+            first[f"precise/{i}"], second[f"precise/{i}"]
+        )
+        np.testing.assert_allclose(first[f"precise/{i}"], value, rtol=1e-6)
+
+
 def assert_collectives_constant(results):
     for _, record in results:
         assert record["recalibrate_collectives"] == 1

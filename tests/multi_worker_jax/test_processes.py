@@ -46,3 +46,7 @@ def test_recalibrate_issues_one_collective_however_many_batches(results):
 
 def test_diagnose_reports_over_the_union(results):
     multi_worker.assert_diagnosed_union(results)
+
+
+def test_precise_bn_in_fit_writes_statistics_of_the_union(results):
+    multi_worker.assert_precise_bn_wrote_the_union(results)

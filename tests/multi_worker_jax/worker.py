@@ -142,10 +142,23 @@ def main(index, out_dir):
             keras.optimizers.SGD(1e-2), "sparse_categorical_crossentropy"
         )
         arrays["training_before"] = multi_worker.flat_statistics(base)
+        # PreciseBN on this worker's shard leaves the union's statistics.
+        precise = frozen_bn.callbacks.PreciseBN(
+            multi_worker.recalibrate_shard(index),
+            batch_size=multi_worker.BATCH_SIZE,
+            verbose=0,
+        )
         model.fit(
-            x, y, batch_size=8, shuffle=False, verbose=0, callbacks=[Record()]
+            x,
+            y,
+            batch_size=8,
+            shuffle=False,
+            verbose=0,
+            callbacks=[Record(), precise],
         )
     arrays["training_steps"] = np.stack(steps)
+    arrays.update(multi_worker.named("precise_weights", model.get_weights()))
+    arrays.update(multi_worker.statistics_arrays("precise", model))
 
     record["collectives"] = {
         "frozen": collectives_of_training_call(distribution, trainable=False),
