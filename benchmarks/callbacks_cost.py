@@ -152,7 +152,7 @@ def add_arguments(parser):
     parser.add_argument("--sample", type=int, default=128)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=5)
 
 
