@@ -75,3 +75,31 @@ def test_tf_keras_training_statistics_agree_after_each_fit_step(results):
     assert len(steps) >= 2
     np.testing.assert_array_equal(steps, second["tf_keras_training_steps"])
     assert not np.array_equal(steps[-1], first["tf_keras_training_before/0"])
+
+
+def test_tf_keras_precise_bn_in_fit_writes_statistics_of_the_union(results):
+    import frozen_bn
+    import frozen_bn.tf_keras  # noqa: F401 (patch_model's tf_keras classes)
+    from tests.multi_worker_tf.worker import tf_keras_model
+
+    (first, _), (second, _) = results
+    reference = frozen_bn.patch_model(tf_keras_model())
+    weights = [
+        first[f"tf_keras_weights/{i}"] for i in range(len(reference.weights))
+    ]
+    for i, value in enumerate(weights):
+        np.testing.assert_array_equal(second[f"tf_keras_weights/{i}"], value)
+    reference.set_weights(weights)
+    batches = multi_worker.union_batches(multi_worker.recalibrate_shard)
+    frozen_bn.recalibrate(reference, iter(batches), verbose=0)
+    bn = reference.get_layer("bn")
+    for i, variable in enumerate([bn.moving_mean, bn.moving_variance]):
+        name = f"tf_keras_training_after/{i}"
+        np.testing.assert_array_equal(first[name], second[name])
+        np.testing.assert_allclose(first[name], variable.numpy(), rtol=1e-6)
+    # Not what the moving average of training left.
+    assert not np.allclose(
+        first["tf_keras_training_after/0"],
+        first["tf_keras_training_steps"][-1],
+        rtol=1e-2,
+    )

@@ -71,9 +71,10 @@ def train(model, x, y, epochs, on_step=None):
                 on_step()
 
 
-def tf_keras_fit(x, y, arrays):
+def tf_keras_fit(index, x, y, arrays):
     """tf_keras's `fit()`, which runs under the strategy: a conv/BN model,
-    its BN frozen, then training (the statistics after every step)."""
+    its BN frozen, then training (the statistics after every step) with
+    `PreciseBN` measuring on this worker's shard."""
     import tf_keras
 
     import frozen_bn
@@ -94,12 +95,7 @@ def tf_keras_fit(x, y, arrays):
     for frozen in (True, False):
         tf_keras.utils.set_random_seed(0)
         with STRATEGY.scope():
-            inputs = tf_keras.Input((8, 8, 3))
-            h = tf_keras.layers.Conv2D(4, 3, padding="same")(inputs)
-            h = tf_keras.layers.BatchNormalization(name="bn")(h)
-            h = tf_keras.layers.GlobalAveragePooling2D()(h)
-            outputs = tf_keras.layers.Dense(3, activation="softmax")(h)
-            model = frozen_bn.patch_model(tf_keras.Model(inputs, outputs))
+            model = frozen_bn.patch_model(tf_keras_model())
             bn = model.get_layer("bn")
             bn.freeze_moving_stats = frozen
             model.compile(
@@ -114,7 +110,13 @@ def tf_keras_fit(x, y, arrays):
                 [v.numpy().copy() for v in statistics],
             )
         )
-        callbacks = [] if frozen else [Record()]
+        # PreciseBN on this worker's shard leaves the union's statistics.
+        precise = frozen_bn.tf_keras.PreciseBN(
+            multi_worker.recalibrate_shard(index),
+            batch_size=multi_worker.BATCH_SIZE,
+            verbose=0,
+        )
+        callbacks = [] if frozen else [Record(), precise]
         model.fit(
             dataset, epochs=2 if frozen else 1, verbose=0, callbacks=callbacks
         )
@@ -124,6 +126,19 @@ def tf_keras_fit(x, y, arrays):
             )
         )
     arrays["tf_keras_training_steps"] = np.stack(steps)
+    arrays.update(multi_worker.named("tf_keras_weights", model.get_weights()))
+
+
+def tf_keras_model():
+    """A conv/BN/pooling/softmax tf_keras model on 8x8 images."""
+    import tf_keras
+
+    inputs = tf_keras.Input((8, 8, 3))
+    h = tf_keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    h = tf_keras.layers.BatchNormalization(name="bn")(h)
+    h = tf_keras.layers.GlobalAveragePooling2D()(h)
+    outputs = tf_keras.layers.Dense(3, activation="softmax")(h)
+    return tf_keras.Model(inputs, outputs)
 
 
 def main(index, out_dir):
@@ -177,7 +192,7 @@ def main(index, out_dir):
     )
     arrays["training_steps"] = np.stack(steps)
 
-    tf_keras_fit(x, y, arrays)
+    tf_keras_fit(index, x, y, arrays)
 
     raw = multi_worker.raw_shard(index)
     counts = {}
