@@ -34,6 +34,12 @@ DIAGNOSE_SIZES = (16, 21)
 FIT_SIZE = 16  # per worker: fit() steps in lockstep, so shards are even
 # Batches in the "many batches" recalibration: the collectives must not grow.
 MANY_BATCHES = 24
+# What `ModeGapMonitor` writes into the epoch's logs.
+MODE_GAP_LOGS = (
+    "mode_gap",
+    "training_mode_accuracy",
+    "inference_mode_accuracy",
+)
 
 
 def free_ports(count):
@@ -281,6 +287,33 @@ def assert_precise_bn_wrote_the_union(results):
             first[f"precise/{i}"], second[f"precise/{i}"]
         )
         np.testing.assert_allclose(first[f"precise/{i}"], value, rtol=1e-6)
+
+
+def assert_mode_gap_logged_over_the_union(results):
+    """`ModeGapMonitor` after `PreciseBN` logged, on both workers, what
+    `diagnose` reports over the union for the model `fit()` returned."""
+    import frozen_bn
+    from tests.multi_device_models import transfer_model
+
+    (arrays, first), (_, second) = results
+    assert first["mode_gap_logs"] == second["mode_gap_logs"]
+    reference, _ = transfer_model()
+    reference.set_weights(
+        [arrays[f"precise_weights/{i}"] for i in range(len(reference.weights))]
+    )
+    shards = [diagnose_shard(i) for i in range(WORKERS)]
+    x = np.concatenate([s[0] for s in shards])
+    y = np.concatenate([s[1] for s in shards])
+    report = frozen_bn.diagnose(
+        reference, x, y, batch_size=BATCH_SIZE, verbose=0
+    )
+    expected = (
+        report.output_gap,
+        report.training["accuracy"],
+        report.inference["accuracy"],
+    )
+    got = [first["mode_gap_logs"][key] for key in MODE_GAP_LOGS]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
 def assert_collectives_constant(results):

@@ -50,3 +50,7 @@ def test_diagnose_reports_over_the_union(results):
 
 def test_precise_bn_in_fit_writes_statistics_of_the_union(results):
     multi_worker.assert_precise_bn_wrote_the_union(results)
+
+
+def test_mode_gap_monitor_in_fit_logs_the_union(results):
+    multi_worker.assert_mode_gap_logged_over_the_union(results)

@@ -148,15 +148,24 @@ def main(index, out_dir):
             batch_size=multi_worker.BATCH_SIZE,
             verbose=0,
         )
-        model.fit(
+        # And the mode gap over the union of the workers' samples.
+        monitor = frozen_bn.callbacks.ModeGapMonitor(
+            *multi_worker.diagnose_shard(index),
+            batch_size=multi_worker.BATCH_SIZE,
+        )
+        history = model.fit(
             x,
             y,
             batch_size=8,
             shuffle=False,
             verbose=0,
-            callbacks=[Record(), precise],
+            callbacks=[Record(), precise, monitor],
         )
     arrays["training_steps"] = np.stack(steps)
+    record["mode_gap_logs"] = {
+        key: float(history.history[key][-1])
+        for key in multi_worker.MODE_GAP_LOGS
+    }
     arrays.update(multi_worker.named("precise_weights", model.get_weights()))
     arrays.update(multi_worker.statistics_arrays("precise", model))
 
