@@ -84,10 +84,11 @@ class PreciseBNCallback:
         self._give_back()
 
     def on_test_begin(self, logs=None):
-        # Nothing trains between validation and the end of the epoch, so
-        # the statistics lent here stay until the next epoch begins.
         if self._probe is not None and self._due():
             self._lend()
+
+    def on_test_end(self, logs=None):
+        self._give_back()
 
     def on_epoch_end(self, epoch, logs=None):
         if self._due():
@@ -105,7 +106,6 @@ class PreciseBNCallback:
         self._epoch = 0
         self._training_statistics = None
         self._measured = (None, None)  # (weights fingerprint, statistics)
-        self._lent = None  # The fingerprint of the statistics lent.
 
     def _due(self):
         return (self._epoch + 1) % self.freq == 0
@@ -115,8 +115,6 @@ class PreciseBNCallback:
         if not self._layers:
             return
         fingerprint = _fingerprint(self.model.trainable_variables)
-        if self._lent == fingerprint:
-            return
         if self._measured[0] != fingerprint:
             measured = self._probe.run(
                 self.data,
@@ -129,14 +127,12 @@ class PreciseBNCallback:
         if self._training_statistics is None:
             self._training_statistics = _moving_stats.read(self._layers)
         _moving_stats.write(self._layers, self._measured[1])
-        self._lent = fingerprint
 
     def _give_back(self):
         """Puts back the statistics training had when they were lent."""
         if self._training_statistics is not None:
             _moving_stats.write(self._layers, self._training_statistics)
             self._training_statistics = None
-            self._lent = None
 
     def _verbosity(self):
         if self.verbose == "auto":  # As `fit()` shows its own progress.
