@@ -238,22 +238,44 @@ def union_batches(shard):
     return [batch for i in range(WORKERS) for batch in batches_of(shard(i))]
 
 
+def reference_model(arrays, prefix):
+    """`transfer_model()` with the weights a worker saved under `prefix`."""
+    from tests.multi_device_models import transfer_model
+
+    model, _ = transfer_model()
+    model.set_weights(
+        [arrays[f"{prefix}/{i}"] for i in range(len(model.weights))]
+    )
+    return model
+
+
+def recalibrate_over_union(model):
+    """`recalibrate` in this one process over every worker's batches."""
+    import frozen_bn
+
+    batches = iter(union_batches(recalibrate_shard))
+    frozen_bn.recalibrate(model, batches, verbose=0)
+
+
+def diagnose_over_union(model):
+    """`diagnose` in this one process over every worker's samples."""
+    import frozen_bn
+
+    shards = [diagnose_shard(i) for i in range(WORKERS)]
+    x = np.concatenate([s[0] for s in shards])
+    y = np.concatenate([s[1] for s in shards])
+    return frozen_bn.diagnose(model, x, y, batch_size=BATCH_SIZE, verbose=0)
+
+
 def assert_recalibrated_union(results):
     """Both workers wrote the statistics a single process computes over
     the union of their data, batch for batch."""
-    import frozen_bn
-    from tests.multi_device_models import transfer_model
-
     (first, _), (second, _) = results
     for key in first:
         if key.startswith(("recalibrated/", "raw/")):
             np.testing.assert_array_equal(first[key], second[key], key)
-    reference, _ = transfer_model()
-    reference.set_weights(
-        [first[f"weights/{i}"] for i in range(len(reference.weights))]
-    )
-    batches = iter(union_batches(recalibrate_shard))
-    frozen_bn.recalibrate(reference, batches, verbose=0)
+    reference = reference_model(first, "weights")
+    recalibrate_over_union(reference)
     expected = values(statistics_variables(reference))
     for i, value in enumerate(expected):
         np.testing.assert_allclose(first[f"recalibrated/{i}"], value, rtol=1e-6)
@@ -269,44 +291,23 @@ def assert_precise_bn_wrote_the_union(results):
     """After `fit()` with `PreciseBN` on each worker's shard, both workers
     hold the statistics one process measures over the union for the final
     weights."""
-    import frozen_bn
-    from tests.multi_device_models import transfer_model
-
     (first, _), (second, _) = results
-    reference, _ = transfer_model()
-    count = len(reference.weights)
-    weights = [first[f"precise_weights/{i}"] for i in range(count)]
-    for i, value in enumerate(weights):
-        np.testing.assert_array_equal(second[f"precise_weights/{i}"], value)
-    reference.set_weights(weights)
-    batches = iter(union_batches(recalibrate_shard))
-    frozen_bn.recalibrate(reference, batches, verbose=0)
+    for key in first:
+        if key.startswith(("precise_weights/", "precise/")):
+            np.testing.assert_array_equal(first[key], second[key], key)
+    reference = reference_model(first, "precise_weights")
+    recalibrate_over_union(reference)
     expected = values(statistics_variables(reference))
     for i, value in enumerate(expected):
-        np.testing.assert_array_equal(
-            first[f"precise/{i}"], second[f"precise/{i}"]
-        )
         np.testing.assert_allclose(first[f"precise/{i}"], value, rtol=1e-6)
 
 
 def assert_mode_gap_logged_over_the_union(results):
     """`ModeGapMonitor` after `PreciseBN` logged, on both workers, what
     `diagnose` reports over the union for the model `fit()` returned."""
-    import frozen_bn
-    from tests.multi_device_models import transfer_model
-
     (arrays, first), (_, second) = results
     assert first["mode_gap_logs"] == second["mode_gap_logs"]
-    reference, _ = transfer_model()
-    reference.set_weights(
-        [arrays[f"precise_weights/{i}"] for i in range(len(reference.weights))]
-    )
-    shards = [diagnose_shard(i) for i in range(WORKERS)]
-    x = np.concatenate([s[0] for s in shards])
-    y = np.concatenate([s[1] for s in shards])
-    report = frozen_bn.diagnose(
-        reference, x, y, batch_size=BATCH_SIZE, verbose=0
-    )
+    report = diagnose_over_union(reference_model(arrays, "precise_weights"))
     expected = (
         report.output_gap,
         report.training["accuracy"],
@@ -324,22 +325,11 @@ def assert_collectives_constant(results):
 
 
 def assert_diagnosed_union(results):
-    import frozen_bn
-    from tests.multi_device_models import transfer_model
-
     (arrays, first), (_, second) = results
     assert first["diagnose"] == second["diagnose"]
     assert first["diagnose_wrote_nothing"] and second["diagnose_wrote_nothing"]
-    reference, _ = transfer_model()
-    reference.set_weights(
-        [arrays[f"weights/{i}"] for i in range(len(reference.weights))]
-    )
-    shards = [diagnose_shard(i) for i in range(WORKERS)]
-    x = np.concatenate([s[0] for s in shards])
-    y = np.concatenate([s[1] for s in shards])
-    expected = frozen_bn.diagnose(
-        reference, x, y, batch_size=BATCH_SIZE, verbose=0
-    ).to_dict()
+    reference = reference_model(arrays, "weights")
+    expected = diagnose_over_union(reference).to_dict()
     got = first["diagnose"]
     assert got["samples"] == expected["samples"] == sum(DIAGNOSE_SIZES)
     assert (got["task"], got["flagged"], got["chance"]) == (

@@ -90,8 +90,7 @@ def test_tf_keras_precise_bn_in_fit_writes_statistics_of_the_union(results):
     for i, value in enumerate(weights):
         np.testing.assert_array_equal(second[f"tf_keras_weights/{i}"], value)
     reference.set_weights(weights)
-    batches = multi_worker.union_batches(multi_worker.recalibrate_shard)
-    frozen_bn.recalibrate(reference, iter(batches), verbose=0)
+    multi_worker.recalibrate_over_union(reference)
     bn = reference.get_layer("bn")
     for i, variable in enumerate([bn.moving_mean, bn.moving_variance]):
         name = f"tf_keras_training_after/{i}"
