@@ -110,13 +110,15 @@ def tf_keras_fit(index, x, y, arrays):
                 [v.numpy().copy() for v in statistics],
             )
         )
-        # PreciseBN on this worker's shard leaves the union's statistics.
-        precise = frozen_bn.tf_keras.PreciseBN(
-            multi_worker.recalibrate_shard(index),
-            batch_size=multi_worker.BATCH_SIZE,
-            verbose=0,
-        )
-        callbacks = [] if frozen else [Record(), precise]
+        callbacks = []
+        if not frozen:
+            # PreciseBN on this worker's shard leaves the union's statistics.
+            precise = frozen_bn.tf_keras.PreciseBN(
+                multi_worker.recalibrate_shard(index),
+                batch_size=multi_worker.BATCH_SIZE,
+                verbose=0,
+            )
+            callbacks = [Record(), precise]
         model.fit(
             dataset, epochs=2 if frozen else 1, verbose=0, callbacks=callbacks
         )
