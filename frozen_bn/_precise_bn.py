@@ -17,7 +17,7 @@ import hashlib
 
 import numpy as np
 
-from frozen_bn import _moving_stats, _probe
+from frozen_bn import _moving_stats, _variable_values
 from frozen_bn._checks import check_positive_int, check_verbose
 from frozen_bn._fit_behaviour import (
     BATCH_STATISTICS,
@@ -114,24 +114,32 @@ class PreciseBNCallback:
         """Sets precise statistics for the weights the model holds now."""
         if not self._layers:
             return
-        fingerprint = _fingerprint(self.model.trainable_variables)
-        if self._measured[0] != fingerprint:
-            measured = self._probe.run(
-                self.data,
-                steps=self.steps,
-                batch_size=self.batch_size,
-                verbose=self._verbosity(),
-            )
-            statistics = [(m.mean, m.variance) for m in measured]
-            self._measured = (fingerprint, statistics)
+        statistics = _moving_stats.variables(self._layers)
         if self._training_statistics is None:
-            self._training_statistics = _moving_stats.read(self._layers)
-        _moving_stats.write(self._layers, self._measured[1])
+            self._training_statistics = _variable_values.snapshot(statistics)
+        fingerprint = _fingerprint(self.model.trainable_variables)
+        if self._measured[0] == fingerprint:
+            _variable_values.assign(statistics, self._measured[1])
+            return
+        measured = self._probe.run(
+            self.data,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            verbose=self._verbosity(),
+        )
+        _moving_stats.write(
+            self._layers, [(m.mean, m.variance) for m in measured]
+        )
+        # Kept as the variables hold them: lending them again is one assign.
+        self._measured = (fingerprint, _variable_values.snapshot(statistics))
 
     def _give_back(self):
         """Puts back the statistics training had when they were lent."""
         if self._training_statistics is not None:
-            _moving_stats.write(self._layers, self._training_statistics)
+            _variable_values.assign(
+                _moving_stats.variables(self._layers),
+                self._training_statistics,
+            )
             self._training_statistics = None
 
     def _verbosity(self):
@@ -144,6 +152,6 @@ def _fingerprint(variables):
     """A digest of the variables' values: equal only for bitwise equal."""
     # SHA-256: hardware-accelerated on current CPUs, faster than BLAKE2.
     digest = hashlib.sha256()
-    for variable in variables:
-        digest.update(np.ascontiguousarray(_probe.to_numpy(variable)).data)
+    for value in _variable_values.get(variables):
+        digest.update(np.ascontiguousarray(value).data)
     return digest.hexdigest()

@@ -31,7 +31,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from frozen_bn import _moments, _workers
+from frozen_bn import _moments, _variable_values, _workers
 from frozen_bn._checks import check_verbose
 from frozen_bn._data import iter_input_batches, preprocessing
 from frozen_bn._runtime import is_tf_keras_model as _is_tf_keras
@@ -157,11 +157,8 @@ class Probe:
             preprocess=preprocessing(self.model),
         )
         progbar = keras.utils.Progbar(count, verbose=verbose, unit_name="batch")
-        saved = [
-            (variable, _snapshot(self.model, variable))
-            for variable in self.model.non_trainable_variables
-            if not self._stateless
-        ]
+        written = [] if self._stateless else self.model.non_trainable_variables
+        saved = _variable_values.snapshot(written)
         with _kept_global_random_state(self.model):
             try:
                 # A (re)trace of the step reads the calls made while it runs.
@@ -173,8 +170,7 @@ class Probe:
             finally:
                 for layer in self.layers:
                     _release(layer)
-                for variable, value in saved:
-                    variable.assign(value)
+                _variable_values.assign(written, saved)
         if seen == 0:
             raise ValueError(
                 "Expected `data` to yield at least one batch. "
@@ -208,7 +204,7 @@ class Probe:
             )
             if return_outputs:
                 outputs.append(
-                    keras.tree.map_structure(to_numpy, batch_outputs)
+                    keras.tree.map_structure(_to_numpy, batch_outputs)
                 )
             for index, moments in batch_records.items():
                 for batch in moments:
@@ -300,13 +296,6 @@ def _jax_step(model, training, records):
     return step
 
 
-def _snapshot(model, variable):
-    """A copy of `variable`'s value, to put back after the pass."""
-    if _is_tf_keras(model):
-        return to_numpy(variable)
-    return keras.ops.copy(variable)  # On its device: no host round trip.
-
-
 def _kept_global_random_state(model):
     """Puts back the backend's global random state after the pass.
 
@@ -333,7 +322,7 @@ def _to_tensors(model, x):
     return keras.tree.map_structure(keras.ops.convert_to_tensor, x)
 
 
-def to_numpy(value):
+def _to_numpy(value):
     if hasattr(value, "numpy") and not isinstance(value, keras.Variable):
         return np.asarray(value.numpy())  # tf_keras variables, tf tensors
     return keras.ops.convert_to_numpy(value)
@@ -341,7 +330,7 @@ def to_numpy(value):
 
 def _host(value, shape):
     """A batch moment as a float64 array of the layer's parameter shape."""
-    value = to_numpy(value).astype("float64")
+    value = _to_numpy(value).astype("float64")
     if value.size == 1:
         return np.full(shape, value.item())
     return value.reshape(shape)
