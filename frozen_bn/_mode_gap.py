@@ -1,10 +1,12 @@
 """How far a model's training-mode outputs are from its inference-mode ones.
 
 The check of the 2018 "Keras BN layer is broken" experiment: run the model
-on the same data in both modes and compare. `ModeComparison` holds the two
-compiled passes (so a callback that compares every epoch compiles once) and
-returns a `ModeGap`: the output gap, for class scores how often the
-predicted class changes, and with labels the metrics in each mode.
+on the same data in both modes and compare. `ModeComparison` holds one
+compiled pass that runs each batch in both modes (so a callback that
+compares every epoch compiles once, and a compiler computes what the modes
+share once, such as a frozen bottom) and returns a `ModeGap`: the output
+gap, for class scores how often the predicted class changes, and with
+labels the metrics in each mode.
 `diagnose` and `frozen_bn.callbacks.ModeGapMonitor` both measure with it.
 """
 
@@ -46,7 +48,7 @@ class ModeGap:
 
 
 class ModeComparison:
-    """The passes of a model over the same data in both modes.
+    """A pass of a model over data in both modes.
 
     Args:
         model: A built Keras 3 or tf_keras model.
@@ -56,28 +58,25 @@ class ModeComparison:
 
     def __init__(self, model, layers=()):
         self._model = model
-        self._inference = _probe.Probe(model, layers, training=False)
-        self._training = _probe.Probe(model, (), training=True)
+        self._passes = _probe.Probe(model, layers, training=(False, True))
 
     def run(self, x, labels=None, *, batch_size=32, verbose="auto"):
-        """Runs both passes over `x`; writes no variable.
+        """Runs the model over `x` in both modes; writes no variable.
 
         Args:
             x: The inputs: a numpy array, or a list/dict of them.
             labels: Labels checked by `_diagnosis_data.check_labels`, or
                 `None`.
-            batch_size: Batch size of both passes.
-            verbose: As in `fit()`: progress bars of the two passes.
+            batch_size: Batch size of the pass.
+            verbose: As in `fit()`: a progress bar of the pass.
 
         Returns:
             A pair: the `InputStatistics` of the measured layers, and the
             `ModeGap`.
         """
-        run = {"batch_size": batch_size, "verbose": verbose}
-        statistics, inference = self._inference.run(
-            x, return_outputs=True, **run
+        statistics, (inference, training) = self._passes.run(
+            x, batch_size=batch_size, verbose=verbose, return_outputs=True
         )
-        _, training = self._training.run(x, return_outputs=True, **run)
         if labels is not None:  # In the order of every worker's outputs.
             labels = _workers.gather_rows(self._model, labels)
         return statistics, compare(inference, training, labels)

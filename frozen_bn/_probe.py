@@ -31,11 +31,12 @@ import dataclasses
 import keras
 import numpy as np
 
-from frozen_bn import _moments, _variable_values, _workers
+from frozen_bn import _moments, _moving_stats, _variable_values, _workers
 from frozen_bn._checks import check_verbose
 from frozen_bn._data import iter_input_batches, preprocessing
 from frozen_bn._runtime import is_tf_keras_model as _is_tf_keras
 from frozen_bn._runtime import runs_on_tensorflow
+from frozen_bn._walk import batch_norm_layers
 
 
 @dataclasses.dataclass
@@ -104,7 +105,11 @@ class Probe:
     Args:
         model: A built Keras 3 or tf_keras model containing `layers`.
         layers: The BatchNormalization layers to measure.
-        training: The `training` argument the model is called with.
+        training: The `training` argument the model is called with, or a
+            tuple of them: the model then runs once per mode on every batch,
+            in one compiled step (where a compiler computes what the modes
+            share once, such as a frozen bottom), `layers` are measured in
+            the first mode only, and `run` returns a tuple of outputs.
         batch_statistics: Layers (among `layers`) that normalize with the
             statistics of each batch, as in training mode, whether they are
             frozen or not; their moving statistics are neither used nor
@@ -115,13 +120,18 @@ class Probe:
         self.model = model
         self.layers = list(layers)
         self._forced = {id(layer) for layer in batch_statistics}
-        self._records = {}
-        self._step = _compile(model, training, self._records)
+        self._records = _Records()
         # JAX's compiled step is `stateless_call`: it writes no variable.
         self._stateless = (
             keras.backend.backend() == "jax"
             and not _is_tf_keras(model)
             and not getattr(model, "run_eagerly", False)
+        )
+        # What a training-mode call writes, the first mode of the next batch
+        # must not read: each step puts back the statistics later modes set.
+        kept = batch_norm_layers(model) if not self._stateless else []
+        self._step = _compile(
+            model, training, self._records, _moving_stats.variables(kept)
         )
 
     def run(
@@ -229,6 +239,8 @@ class Probe:
         records = self._records
 
         def call(inputs, *args, **kwargs):
+            if not records.recording:
+                return original(inputs, *args, **kwargs)
             mask = kwargs.get("mask")
             if force_batch_statistics:
                 outputs, measured = normalize(layer, inputs, mask)
@@ -247,18 +259,28 @@ def _release(layer):
         del layer.call
 
 
-def _compile(model, training, records):
-    """The per-batch step: inputs in, outputs and `records` of that batch out.
+class _Records(dict):
+    """The moments recorded by each measured layer's calls, by layer index.
 
-    `records` is filled while the model is traced (or, run eagerly, called),
-    and the step returns its contents, so a compiled step returns the
-    measurements of each batch without running Python again.
+    Filled while the model is traced (or, run eagerly, called) and while
+    `recording`; the step returns its contents, so a compiled step returns
+    the measurements of each batch without running Python again.
+    """
+
+    recording = True
+
+
+def _compile(model, training, records, kept):
+    """The per-batch step: inputs in; outputs and that batch's records out.
+
+    See `_run_modes` for `records` and `kept`.
     """
 
     def run(x):
-        records.clear()
-        outputs = model(x, training=training)
-        return outputs, {index: list(calls) for index, calls in records.items()}
+        def call(mode):
+            return model(x, training=mode)
+
+        return _run_modes(call, training, records, kept)
 
     if getattr(model, "run_eagerly", False):
         return run
@@ -267,7 +289,7 @@ def _compile(model, training, records):
 
         return tf.function(run, reduce_retracing=True)
     if keras.backend.backend() == "jax":
-        return _jax_step(model, training, records)
+        return _jax_step(model, training, records)  # Stateless.
     if keras.backend.backend() == "torch":
         import torch
 
@@ -280,11 +302,13 @@ def _jax_step(model, training, records):
     import jax
 
     def run(trainable, non_trainable, x):
-        records.clear()
-        outputs, _ = model.stateless_call(
-            trainable, non_trainable, x, training=training
-        )
-        return outputs, {index: list(calls) for index, calls in records.items()}
+        def call(mode):
+            outputs, _ = model.stateless_call(
+                trainable, non_trainable, x, training=mode
+            )
+            return outputs
+
+        return _run_modes(call, training, records, ())
 
     compiled = jax.jit(run)
 
@@ -294,6 +318,31 @@ def _jax_step(model, training, records):
         return compiled(trainable, non_trainable, x)
 
     return step
+
+
+def _run_modes(call, training, records, kept):
+    """Calls the model in each mode; its outputs and the first call's records.
+
+    Args:
+        call: Calls the model on the batch, given a `training` argument.
+        training: A mode, or a tuple of modes (see `Probe`).
+        records: The `_Records` that the measured layers fill.
+        kept: Variables that calls in later modes may write and the first
+            mode reads (BN statistics): put back after each of those calls.
+    """
+    modes = training if isinstance(training, tuple) else (training,)
+    records.clear()
+    outputs = [call(modes[0])]
+    measured = {index: list(calls) for index, calls in records.items()}
+    records.recording = False
+    try:
+        for mode in modes[1:]:
+            saved = _variable_values.snapshot(kept)
+            outputs.append(call(mode))
+            _variable_values.assign(kept, saved)
+    finally:
+        records.recording = True
+    return (tuple(outputs) if modes is training else outputs[0]), measured
 
 
 def _kept_global_random_state(model):

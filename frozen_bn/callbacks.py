@@ -140,13 +140,15 @@ class ModeGapMonitor(ModeGapMonitorCallback, keras.callbacks.Callback):
       Frozen BN layers that normalize with batch statistics show as high
       training-mode and chance-level inference-mode accuracy.
 
-    Cost: two passes over `x` an epoch, each compiled once per `fit()`.
-    Dropout is active in the training-mode pass, as under `fit()`.
+    Cost: one pass over `x` an epoch, compiled once per `fit()`, whose step
+    runs each batch in both modes: TensorFlow and JAX share the work the
+    two modes have in common (a frozen bottom), torch runs both in full.
+    Dropout is active in the training-mode call, as under `fit()`.
 
     Args:
         x: A sample of inputs: a numpy array, or a list/dict of them.
         y: Optional labels of `x`, as for `frozen_bn.diagnose`.
-        batch_size: Batch size of both passes. Defaults to 32.
+        batch_size: Batch size of the pass. Defaults to 32.
         max_gap: If given, training stops at the end of the first epoch
             whose `mode_gap` is at least this (`diagnose` flags 0.5).
         verbose: 0 or 1: whether to say why training stopped.

@@ -200,10 +200,10 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
             `predict()`.
         y: Optional labels: 0/1 for one output (binary), class indices or
             one-hot rows for several (multiclass).
-        batch_size: Batch size of both passes; batch statistics are those
-            of batches of this size.
-        verbose: `"auto"`, 0, 1 or 2, as in `fit()`: progress bars of the
-            two passes.
+        batch_size: Batch size of the pass (each batch runs in both
+            modes); batch statistics are those of batches of this size.
+        verbose: `"auto"`, 0, 1 or 2, as in `fit()`: a progress bar of the
+            pass.
 
     Returns:
         A `DiagnosisReport`.

@@ -341,6 +341,38 @@ def test_inference_probe_measures_inputs_with_moving_statistics():
         np.testing.assert_allclose(stats.variance, value.var(axes), **TOLERANCE)
 
 
+def test_probe_in_both_modes_measures_the_first_and_returns_both_outputs():
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.BatchNormalization(),
+            keras.layers.GlobalAveragePooling2D(),
+        ]
+    )
+    layers = batch_norm_layers(model)
+    x = images(40)
+    before = all_weights(model)
+    probe = _probe.Probe(model, layers, training=(False, True))
+    measured, (inference, training) = probe.run(
+        x, batch_size=16, verbose=0, return_outputs=True
+    )
+    assert_weights_bitwise_equal(before, all_weights(model))
+    alone = _probe.measure_inputs(
+        model, x, layers, training=False, batch_size=16, verbose=0
+    )
+    for stats, expected in zip(measured, alone, strict=True):
+        np.testing.assert_array_equal(stats.count, expected.count)
+        np.testing.assert_array_equal(stats.mean, expected.mean)
+        np.testing.assert_array_equal(stats.variance, expected.variance)
+    batches = [x[start : start + 16] for start in range(0, len(x), 16)]
+    for mode, outputs in ((False, inference), (True, training)):
+        expected = [to_numpy(model(batch, training=mode)) for batch in batches]
+        np.testing.assert_allclose(
+            outputs, np.concatenate(expected), rtol=1e-5, atol=1e-6
+        )
+
+
 # keras-hub backbones: subclassed Functional models; MobileNetV3 holds its
 # BNs inside custom block layers, where `layer.input` is not recorded.
 
