@@ -3,10 +3,10 @@
 `measure_inputs` (or a reusable `Probe`) runs a model over data batch by
 batch and measures, for every chosen BN layer at once, the count, mean and
 population variance of that layer's inputs: a single pass, however many
-layers. Each BN instance's
-`call` is wrapped for the duration of the pass (and restored in a `finally`),
-so layers are reached wherever they live: nested models, Sequential models,
-subclassed models, shared layers (every call counts).
+layers. Each BN instance's `call` is wrapped for the duration of the pass
+(and restored in a `finally`), so layers are reached wherever they live:
+nested models, Sequential models, subclassed models, shared layers (every
+call counts).
 
 Per batch the wrapper computes the moments over every axis but the layer's
 feature axis, as `keras.ops.moments` defines them (see `_moments`); the host
@@ -14,12 +14,10 @@ combines the batches exactly, weighted by their counts, with the parallel
 update of Chan, Golub and LeVeque (1979) in float64. No exponential moving
 average is involved.
 
-The pass is compiled the way `predict()` compiles: a `tf.function` on
-TensorFlow (and for tf_keras models), `jax.jit` of `stateless_call` on JAX,
-eager under `torch.no_grad()` on torch; `model.run_eagerly = True` runs it
-eagerly. A `Probe` keeps its compiled pass for the runs that follow, so a
-callback that measures every epoch compiles once; `measure_inputs` is a
-probe run once. Whatever the layers write while the model runs in training mode
+The pass is compiled the way `predict()` compiles (see `_probe_step`). A
+`Probe` keeps its compiled pass for the runs that follow, so a callback
+that measures every epoch compiles once; `measure_inputs` is a probe run
+once. Whatever the layers write while the model runs in training mode
 (moving statistics, random seeds) is put back at the end of the pass. A
 keras-hub task's preprocessor runs on each batch first, on the host, as in
 `fit()`.
@@ -31,11 +29,16 @@ import dataclasses
 import keras
 import numpy as np
 
-from frozen_bn import _moments, _moving_stats, _variable_values, _workers
+from frozen_bn import (
+    _moments,
+    _moving_stats,
+    _probe_step,
+    _variable_values,
+    _workers,
+)
 from frozen_bn._checks import check_verbose
 from frozen_bn._data import iter_input_batches, preprocessing
 from frozen_bn._runtime import is_tf_keras_model as _is_tf_keras
-from frozen_bn._runtime import runs_on_tensorflow
 from frozen_bn._walk import batch_norm_layers
 
 
@@ -120,7 +123,7 @@ class Probe:
         self.model = model
         self.layers = list(layers)
         self._forced = {id(layer) for layer in batch_statistics}
-        self._records = _Records()
+        self._records = _probe_step.Records()
         # JAX's compiled step is `stateless_call`: it writes no variable.
         self._stateless = (
             keras.backend.backend() == "jax"
@@ -130,7 +133,7 @@ class Probe:
         # What a training-mode call writes, the first mode of the next batch
         # must not read: each step puts back the statistics later modes set.
         kept = batch_norm_layers(model) if not self._stateless else []
-        self._step = _compile(
+        self._step = _probe_step.compile_step(
             model, training, self._records, _moving_stats.variables(kept)
         )
 
@@ -257,92 +260,6 @@ def _release(layer):
     """Undoes `Probe._intercept`: the class's `call` is the layer's again."""
     if "call" in layer.__dict__:
         del layer.call
-
-
-class _Records(dict):
-    """The moments recorded by each measured layer's calls, by layer index.
-
-    Filled while the model is traced (or, run eagerly, called) and while
-    `recording`; the step returns its contents, so a compiled step returns
-    the measurements of each batch without running Python again.
-    """
-
-    recording = True
-
-
-def _compile(model, training, records, kept):
-    """The per-batch step: inputs in; outputs and that batch's records out.
-
-    See `_run_modes` for `records` and `kept`.
-    """
-
-    def run(x):
-        def call(mode):
-            return model(x, training=mode)
-
-        return _run_modes(call, training, records, kept)
-
-    if getattr(model, "run_eagerly", False):
-        return run
-    if runs_on_tensorflow(model):
-        import tensorflow as tf
-
-        return tf.function(run, reduce_retracing=True)
-    if keras.backend.backend() == "jax":
-        return _jax_step(model, training, records)  # Stateless.
-    if keras.backend.backend() == "torch":
-        import torch
-
-        return torch.no_grad()(run)
-    return run
-
-
-def _jax_step(model, training, records):
-    """A jitted stateless step, given the model's variables of each call."""
-    import jax
-
-    def run(trainable, non_trainable, x):
-        def call(mode):
-            outputs, _ = model.stateless_call(
-                trainable, non_trainable, x, training=mode
-            )
-            return outputs
-
-        return _run_modes(call, training, records, ())
-
-    compiled = jax.jit(run)
-
-    def step(x):
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-        return compiled(trainable, non_trainable, x)
-
-    return step
-
-
-def _run_modes(call, training, records, kept):
-    """Calls the model in each mode; its outputs and the first call's records.
-
-    Args:
-        call: Calls the model on the batch, given a `training` argument.
-        training: A mode, or a tuple of modes (see `Probe`).
-        records: The `_Records` that the measured layers fill.
-        kept: Variables that calls in later modes may write and the first
-            mode reads (BN statistics): put back after each of those calls.
-    """
-    modes = training if isinstance(training, tuple) else (training,)
-    records.clear()
-    outputs = [call(modes[0])]
-    measured = {index: list(calls) for index, calls in records.items()}
-    records.recording = False
-    try:
-        for mode in modes[1:]:
-            saved = _variable_values.snapshot(kept)
-            outputs.append(call(mode))
-            _variable_values.assign(kept, saved)
-    finally:
-        records.recording = True
-    return (tuple(outputs) if modes is training else outputs[0]), measured
 
 
 def _kept_global_random_state(model):
