@@ -8,11 +8,10 @@ layers. Each BN instance's `call` is wrapped for the duration of the pass
 nested models, Sequential models, subclassed models, shared layers (every
 call counts).
 
-Per batch the wrapper computes the moments over every axis but the layer's
-feature axis, as `keras.ops.moments` defines them (see `_moments`); the host
-combines the batches exactly, weighted by their counts, with the parallel
-update of Chan, Golub and LeVeque (1979) in float64. No exponential moving
-average is involved.
+Per batch the wrapper computes the mean and population variance over every
+axis but the layer's feature axis (see `_moments`); the host
+combines the batches exactly, weighted by their counts, in float64 (see
+`_input_statistics`). No exponential moving average is involved.
 
 The pass is compiled the way `predict()` compiles (see `_probe_step`). A
 `Probe` keeps its compiled pass for the runs that follow, so a callback
@@ -24,12 +23,12 @@ keras-hub task's preprocessor runs on each batch first, on the host, as in
 """
 
 import contextlib
-import dataclasses
 
 import keras
 import numpy as np
 
 from frozen_bn import (
+    _input_statistics,
     _moments,
     _moving_stats,
     _probe_step,
@@ -40,33 +39,6 @@ from frozen_bn._checks import check_verbose
 from frozen_bn._data import iter_input_batches, preprocessing
 from frozen_bn._runtime import is_tf_keras_model as _is_tf_keras
 from frozen_bn._walk import batch_norm_layers
-
-
-@dataclasses.dataclass
-class InputStatistics:
-    """Count, mean and population variance of one layer's inputs.
-
-    All three are float64 numpy arrays shaped like the layer's moving mean
-    (the count is per feature because a mask can differ between features).
-    """
-
-    count: np.ndarray
-    mean: np.ndarray
-    variance: np.ndarray
-
-    def merge(self, count, mean, variance):
-        """Adds a batch's moments, weighted by its count (Chan et al.)."""
-        total = self.count + count
-        with np.errstate(invalid="ignore", divide="ignore"):
-            weight = np.where(total > 0, count / total, 0.0)
-        delta = mean - self.mean
-        self.mean = self.mean + delta * weight
-        self.variance = (
-            self.variance * (1.0 - weight)
-            + variance * weight
-            + delta**2 * weight * (1.0 - weight)
-        )
-        self.count = total
 
 
 def measure_inputs(
@@ -157,10 +129,10 @@ class Probe:
             return_outputs: Whether to also return the model's outputs.
 
         Returns:
-            A list of `InputStatistics`, one per layer of `layers`; with
-            `return_outputs`, a pair of that list and the model's outputs
-            over all of `data` (numpy, with the structure of the model's
-            outputs).
+            A list of `_input_statistics.InputStatistics`, one per layer of
+            `layers`; with `return_outputs`, a pair of that list and the
+            model's outputs over all of `data` (numpy, with the structure of
+            the model's outputs).
         """
         verbose = check_verbose(verbose)
         batches, count = iter_input_batches(
@@ -201,32 +173,24 @@ class Probe:
         """The step over every batch.
 
         Returns:
-            The `InputStatistics` totals, the outputs of each batch (if
-            `return_outputs`, else an empty list) and the number of batches.
+            The `InputStatistics` of each layer, the outputs of each batch
+            (if `return_outputs`, else an empty list) and the number of
+            batches.
         """
-        shapes = [tuple(layer.moving_mean.shape) for layer in self.layers]
-        totals = [
-            InputStatistics(*(np.zeros(shape) for _ in range(3)))
-            for shape in shapes
-        ]
+        totals = _input_statistics.Totals(
+            [layer.moving_mean.shape for layer in self.layers]
+        )
         outputs = []
         seen = 0
         for seen, x in enumerate(batches, start=1):
-            batch_outputs, batch_records = self._step(
-                _to_tensors(self.model, x)
-            )
+            batch_outputs, records = self._step(_to_tensors(self.model, x))
             if return_outputs:
                 outputs.append(
                     keras.tree.map_structure(_to_numpy, batch_outputs)
                 )
-            for index, moments in batch_records.items():
-                for batch in moments:
-                    shape = shapes[int(index)]
-                    totals[int(index)].merge(
-                        *(_host(value, shape) for value in batch)
-                    )
+            totals.add(keras.tree.map_structure(_to_numpy, records))
             progbar.update(seen, finalize=False)
-        return totals, outputs, seen
+        return totals.result(), outputs, seen
 
     def _intercept(self, layer, index):
         """Wraps `layer.call` so that each call records its input moments.
@@ -292,11 +256,3 @@ def _to_numpy(value):
     if hasattr(value, "numpy") and not isinstance(value, keras.Variable):
         return np.asarray(value.numpy())  # tf_keras variables, tf tensors
     return keras.ops.convert_to_numpy(value)
-
-
-def _host(value, shape):
-    """A batch moment as a float64 array of the layer's parameter shape."""
-    value = _to_numpy(value).astype("float64")
-    if value.size == 1:
-        return np.full(shape, value.item())
-    return value.reshape(shape)

@@ -17,13 +17,13 @@ cost, bitwise the single-process answer.
 
 The statistics of every layer (count, mean and variance in float64) go
 into one flat array, gathered from every worker in one all-gather, then
-merged exactly on each worker, in worker order, with `InputStatistics.merge`:
-every worker computes bitwise the same result from the same bits. Outputs
-(for `diagnose`) have a different number of rows on each worker; their row
-counts travel with the statistics, then the rows go in a second all-gather,
-padded to the longest. A pass issues one collective, or two with outputs,
-whatever the number of batches and layers. `collectives_issued()` counts
-them.
+merged exactly on each worker, in worker order, with
+`_input_statistics.InputStatistics.merge`: every worker computes bitwise the
+same result from the same bits. Outputs (for `diagnose`) have a different
+number of rows on each worker; their row counts travel with the statistics,
+then the rows go in a second all-gather, padded to the longest. A pass
+issues one collective, or two with outputs, whatever the number of batches
+and layers. `collectives_issued()` counts them.
 """
 
 import dataclasses
@@ -48,7 +48,7 @@ def union(model, totals, outputs=None):
 
     Args:
         model: The model the pass ran.
-        totals: A list of `_probe.InputStatistics`, this worker's.
+        totals: A list of `_input_statistics.InputStatistics`, this worker's.
         outputs: This worker's outputs (numpy, the structure of the model's
             outputs), or `None`.
 
