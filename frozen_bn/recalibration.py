@@ -19,10 +19,11 @@ def recalibrate(
     `moving_mean` and `moving_variance` are set to the mean and population
     variance of its inputs over the whole of `data`. This is AdaBN
     (re-estimating the statistics on the target domain) computed the
-    PreciseBN way: per batch, the moments of `keras.ops.moments`; across
-    batches, the exact combination weighted by batch size (in float64), not
-    an exponential moving average, so an uneven last batch counts for what
-    it holds.
+    PreciseBN way: per batch, the mean and population variance (around
+    the mean, as `keras.ops.moments` defines them); across batches, the
+    exact combination weighted by batch size (in float64), not an
+    exponential moving average, so an uneven last batch counts for what it
+    holds.
 
     During the pass the model runs in training mode, normalizing as `fit()`
     would, with one deliberate exception: every chosen layer normalizes with

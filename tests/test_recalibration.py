@@ -130,13 +130,14 @@ def test_nothing_else_changes():
     assert "call" not in vars(model.get_layer("bn_a"))
 
 
-def test_uneven_last_batch_is_weighted_by_its_size():
+@pytest.mark.parametrize("last", [8, 1])  # 1: too few for a fused kernel.
+def test_uneven_last_batch_is_weighted_by_its_size(last):
     model = keras.Sequential(
         [keras.Input((3,)), keras.layers.BatchNormalization()]
     )
     rng = np.random.default_rng(3)
     x = np.concatenate(
-        [rng.normal(0.0, 1.0, (32, 3)), rng.normal(10.0, 4.0, (8, 3))]
+        [rng.normal(0.0, 1.0, (32, 3)), rng.normal(10.0, 4.0, (last, 3))]
     ).astype("float32")
     frozen_bn.recalibrate(model, x, batch_size=32, verbose=0)
     [(mean, variance)] = moving_statistics(model)
@@ -145,6 +146,27 @@ def test_uneven_last_batch_is_weighted_by_its_size():
     # An unweighted mean of the two batch means would be far off.
     naive = (x[:32].mean(0) + x[32:].mean(0)) / 2
     assert np.all(np.abs(mean - naive) > 1.0)
+
+
+@pytest.mark.parametrize(
+    "shape, axis", [((3,), -1), ((4, 4, 3), -1), ((3, 4, 4), 1)]
+)
+def test_variance_stays_exact_far_from_zero(shape, axis):
+    # Inputs around 100 with a spread of 0.01: a variance taken as the mean
+    # square minus the squared mean loses every digit in float32.
+    layer = keras.layers.BatchNormalization(axis=axis)
+    model = keras.Sequential([keras.Input(shape), layer])
+    rng = np.random.default_rng(5)
+    x = rng.normal(100.0, 0.01, (64, *shape)).astype("float32")
+    axes = tuple(a for a in range(x.ndim) if a != axis % x.ndim)
+    expected = x.astype("float64").var(axes)
+    [measured] = _probe.measure_inputs(
+        model, x, [layer], training=False, verbose=0
+    )
+    np.testing.assert_allclose(measured.variance, expected, rtol=1e-3)
+    frozen_bn.recalibrate(model, x, verbose=0)
+    [(_, variance)] = moving_statistics(model)
+    np.testing.assert_allclose(variance, expected, rtol=1e-3)
 
 
 def test_steps_bounds_the_pass():
