@@ -13,10 +13,6 @@ when they are lent, and kept for as long as the weights stay bitwise the
 same (a fingerprint of the trainable variables), not recomputed.
 """
 
-import hashlib
-
-import numpy as np
-
 from frozen_bn import _moving_stats, _variable_values
 from frozen_bn._checks import check_positive_int, check_verbose
 from frozen_bn._fit_behaviour import (
@@ -117,7 +113,9 @@ class PreciseBNCallback:
         statistics = _moving_stats.variables(self._layers)
         if self._training_statistics is None:
             self._training_statistics = _variable_values.snapshot(statistics)
-        fingerprint = _fingerprint(self.model.trainable_variables)
+        fingerprint = _variable_values.fingerprint(
+            self.model.trainable_variables
+        )
         if self._measured[0] == fingerprint:
             _variable_values.assign(statistics, self._measured[1])
             return
@@ -146,12 +144,3 @@ class PreciseBNCallback:
         if self.verbose == "auto":  # As `fit()` shows its own progress.
             return check_verbose((self.params or {}).get("verbose", 1))
         return self.verbose
-
-
-def _fingerprint(variables):
-    """A digest of the variables' values: equal only for bitwise equal."""
-    # SHA-256: hardware-accelerated on current CPUs, faster than BLAKE2.
-    digest = hashlib.sha256()
-    for value in _variable_values.get(variables):
-        digest.update(np.ascontiguousarray(value).data)
-    return digest.hexdigest()

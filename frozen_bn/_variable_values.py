@@ -12,7 +12,15 @@ three to five times the variable's own read or assign, and a callback that
 swaps the statistics of 43 layers four times an epoch pays for it 344
 times. `tf.Variable.assign` also sets every replica of a variable that a
 `tf.distribute` strategy mirrors.
+
+`fingerprint` digests the values, to tell whether variables still hold
+what they held: SHA-256 of the bytes on the host, or on TensorFlow a
+FarmHash of each variable's bytes computed where the variable lives (in a
+compiled function: a quarter of the time, with no copy to the host).
 """
+
+import functools
+import hashlib
 
 import keras
 import numpy as np
@@ -81,6 +89,40 @@ def assign(variables, values):
         return
     for variable, (_, value) in zip(tf_variables, pairs, strict=True):
         variable.assign(value, read_value=False)
+
+
+def fingerprint(variables):
+    """A digest of the values of `variables`, equal only if bitwise equal.
+
+    Args:
+        variables: Keras 3 variables, or tf_keras (`tf.Variable`) ones.
+
+    Returns:
+        A `bytes` digest (64 bits per variable on TensorFlow, where two
+        different values give the same one with a chance of 2^-64).
+    """
+    variables = list(variables)
+    tf_variables = None if _in_session(variables) else _tf_variables(variables)
+    if tf_variables:
+        return _tf_fingerprints()(tf_variables).numpy().tobytes()
+    digest = hashlib.sha256()
+    for value in get(variables):
+        digest.update(np.ascontiguousarray(value).data)
+    return digest.digest()
+
+
+@functools.cache
+def _tf_fingerprints():
+    """A compiled function: the FarmHash64 of each variable's bytes."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def fingerprints(variables):
+        return tf.stack(
+            [tf.fingerprint(tf.reshape(v, [1, -1]))[0] for v in variables]
+        )
+
+    return fingerprints
 
 
 def _in_session(variables):
