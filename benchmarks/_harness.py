@@ -156,7 +156,12 @@ def _context(script):
             "%Y-%m-%d %H:%M UTC"
         ),
         "commit": git("rev-parse", "--short", "HEAD")
-        + ("+changes" if git("status", "--porcelain", "--", "..") else ""),
+        # The code measured: the package and the benchmarks.
+        + (
+            "+changes"
+            if git("status", "--porcelain", "--", "../frozen_bn", ".")
+            else ""
+        ),
         "cpus": os.cpu_count(),
         "load_average_at_start": round(os.getloadavg()[0], 2),
     }
