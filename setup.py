@@ -31,13 +31,17 @@ EXTRAS = {
 EXTRAS["all"] = sorted(
     {req for name, reqs in EXTRAS.items() if name != "docs" for req in reqs}
 )
-EXTRAS["dev"] = EXTRAS["all"] + EXTRAS["docs"] + [
-    "h5py>=3.10",
-    "hypothesis>=6.100",
-    "keras-hub==0.32.0",  # pinned: its image backbones are test fixtures
-    "pytest>=8",
-    "ruff==0.17.6",  # pinned: CI lint must not drift
-]
+EXTRAS["dev"] = (
+    EXTRAS["all"]
+    + EXTRAS["docs"]
+    + [
+        "h5py>=3.10",
+        "hypothesis>=6.100",
+        "keras-hub==0.32.0",  # pinned: its image backbones are test fixtures
+        "pytest>=8",
+        "ruff==0.17.6",  # pinned: CI lint must not drift
+    ]
+)
 
 setup(
     name="frozen_bn",
