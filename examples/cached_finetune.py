@@ -26,7 +26,7 @@ from sklearn.datasets import load_digits
 import frozen_bn
 
 # Pretraining and head epochs; --quick runs fewer.
-EPOCHS = {"full": (10, 20), "quick": (3, 8)}
+EPOCHS = {"full": (10, 20), "quick": (3, 15)}
 # Dense(5) has no activation: the losses read its outputs as logits.
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

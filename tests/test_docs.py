@@ -178,3 +178,17 @@ def test_script_keeps_the_page_line_numbers():
     assert expected == ["shown"]
     skipped = "```python notest\nboom()\n```\n"
     assert script_and_outputs(skipped) == ("\n\n\n", [])
+
+
+def test_benchmarks_page_is_what_the_results_give():
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "benchmarks_table.py"),
+            "--check",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
