@@ -9,7 +9,7 @@ diagnosed, once with both workers and once in a single process over all
 788 images.
 
 The script starts its two workers itself, on 127.0.0.1 with free ports,
-and stops them when they are done (or after two minutes):
+and stops them when they are done (or after five minutes):
 - TensorFlow: `tf.distribute.MultiWorkerMirroredStrategy`, set up by
   `TF_CONFIG`;
 - JAX: `jax.distributed.initialize` and `keras.distribution.DataParallel`.
@@ -131,7 +131,7 @@ def free_ports(count):
             s.close()
 
 
-def start_workers(backend, quick, timeout=120):
+def start_workers(backend, quick, timeout=300):
     """Runs both workers; returns their results in worker order."""
     ports = free_ports(2)
     processes = []
