@@ -133,7 +133,11 @@ def main(measure, description, add_arguments=None):
         rows.extend(_run_backend(script, backend, forwarded))
     print_table(rows)
     if not args.no_save:
-        _save(script, {**context, "rows": rows})
+        load_at_end = round(os.getloadavg()[0], 2)
+        _save(
+            script,
+            {**context, "load_average_at_end": load_at_end, "rows": rows},
+        )
 
 
 def _context(script):

@@ -54,7 +54,14 @@ def _section(script):
     if not result_file.exists():
         return "\n".join([*lines, "Not measured yet.", ""])
     result = json.loads(result_file.read_text(encoding="utf-8"))
-    load = result.get("load", result.get("load_average_at_start"))
+    load = result.get("load") or (
+        f"average {result['load_average_at_start']} at the start"
+        + (
+            f", {result['load_average_at_end']} at the end"
+            if "load_average_at_end" in result
+            else ""
+        )
+    )
     lines.append(
         f"Measured {result['measured']} with `{result['command']}`, code at "
         f"commit {result['commit']}, {result['cpus']} CPUs, load: {load}."
