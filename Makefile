@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 NIGHTLY_VENV ?= .venv-nightly
 KERAS_NIGHTLY := keras-nightly==3.16.0.dev2026102704
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench docs
 
 $(VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,8 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run_all.py
+
+# The documentation site, into site/; --strict fails on a broken link or
+# reference. Needs the docs extra (part of dev).
+docs: $(VENV)/.installed
+	$(VENV)/bin/mkdocs build --strict --site-dir site

@@ -20,15 +20,28 @@ EXTRAS = {
     "tf-keras": ["tf-keras>=2.21,<2.22", TENSORFLOW],
     "plot": ["matplotlib>=3.8"],
     "demo": ["scikit-learn>=1.3", "matplotlib>=3.8"],
+    # `make docs`: the site and its API reference (mkdocs 1.x plugins).
+    "docs": [
+        "mkdocs>=1.6,<2",
+        "mkdocs-material>=9.5,<10",
+        "mkdocstrings>=1.0,<2",
+        "mkdocstrings-python>=2.0,<3",
+    ],
 }
-EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
-EXTRAS["dev"] = EXTRAS["all"] + [
-    "h5py>=3.10",
-    "hypothesis>=6.100",
-    "keras-hub==0.32.0",  # pinned: its image backbones are test fixtures
-    "pytest>=8",
-    "ruff==0.17.6",  # pinned: CI lint must not drift
-]
+EXTRAS["all"] = sorted(
+    {req for name, reqs in EXTRAS.items() if name != "docs" for req in reqs}
+)
+EXTRAS["dev"] = (
+    EXTRAS["all"]
+    + EXTRAS["docs"]
+    + [
+        "h5py>=3.10",
+        "hypothesis>=6.100",
+        "keras-hub==0.32.0",  # pinned: its image backbones are test fixtures
+        "pytest>=8",
+        "ruff==0.17.6",  # pinned: CI lint must not drift
+    ]
+)
 
 setup(
     name="frozen_bn",

@@ -3,13 +3,17 @@
 A benchmark script defines `measure(args)`, which runs in a process whose
 Keras backend is already chosen and returns a list of result rows (dicts),
 and calls `main(measure, description)`. Without `--backend` the script runs
-itself once per backend and prints every row; with `--backend NAME` it runs
-`measure` for that backend only.
+itself once per backend, prints every row and saves them, with how and when
+they were measured, to `benchmarks/results/<script>.json`, from which
+`benchmarks/table.py` writes docs/benchmarks.md; with `--backend NAME` it
+runs `measure` for that backend only.
 """
 
 import argparse
+import datetime
 import json
 import os
+import pathlib
 import statistics
 import subprocess
 import sys
@@ -18,6 +22,7 @@ import time
 
 BACKENDS = ("tensorflow", "jax", "torch")
 RESULT_PREFIX = "RESULT "
+RESULTS = pathlib.Path(__file__).parent / "results"
 
 
 def median_seconds(function, repeats):
@@ -106,6 +111,11 @@ def main(measure, description, add_arguments=None):
         default=list(BACKENDS),
         help="backends to run, each in its own process (default: all)",
     )
+    parser.add_argument(
+        "--no-save",
+        action="store_true",
+        help="print the rows only, leaving benchmarks/results/ as it is",
+    )
     parser.add_argument("--backend", choices=BACKENDS, help=argparse.SUPPRESS)
     if add_arguments is not None:
         add_arguments(parser)
@@ -116,11 +126,63 @@ def main(measure, description, add_arguments=None):
         return
     script = os.path.abspath(sys.argv[0])
     forwarded = _without_backends(sys.argv[1:])
+    context = _context(script)
     rows = []
     for backend in args.backends:
         print(f"{os.path.basename(script)}: {backend} ...", flush=True)
         rows.extend(_run_backend(script, backend, forwarded))
     print_table(rows)
+    if not args.no_save:
+        load_at_end = round(os.getloadavg()[0], 2)
+        _save(
+            script,
+            {**context, "load_average_at_end": load_at_end, "rows": rows},
+        )
+
+
+def _context(script):
+    """How, where and on which code a run measures, taken as it starts."""
+
+    def git(*command):
+        return subprocess.run(
+            ["git", *command],
+            cwd=os.path.dirname(script),
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+
+    return {
+        "command": " ".join(
+            ["python", f"benchmarks/{os.path.basename(script)}", *sys.argv[1:]]
+        ),
+        "measured": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC"
+        ),
+        "commit": git("rev-parse", "--short", "HEAD")
+        # The code measured: the package and the benchmarks.
+        + (
+            "+changes"
+            if git("status", "--porcelain", "--", "../frozen_bn", ".")
+            else ""
+        ),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def _save(script, result):
+    """Writes the result file whole or not at all (next to it, then moved)."""
+    RESULTS.mkdir(exist_ok=True)
+    target = RESULTS / (pathlib.Path(script).stem + ".json")
+    temporary = target.with_suffix(".json.tmp")
+    with open(temporary, "w", encoding="utf-8") as file:
+        json.dump(result, file, indent=1)
+        file.write("\n")
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, target)
+    print(f"saved {target.relative_to(RESULTS.parent.parent)}")
 
 
 def _without_backends(argv):

@@ -7,10 +7,14 @@ digits 5-9, by fine-tuning only its last block and a new classifier
 epoch, `frozen_bn.split_model` cuts the network after block 2,
 `frozen_bn.cache_features` runs the bottom once, and the top trains on the
 stored features. `frozen_bn.join` then gives one model to evaluate and save.
+It prints the test accuracy on the new task, which should pass 0.9 (0.8
+with `--quick`).
 
-Run: KERAS_BACKEND=jax python examples/cached_finetune.py
+Run: python examples/cached_finetune.py [--quick]
+(KERAS_BACKEND picks the backend.)
 """
 
+import argparse
 import os
 import tempfile
 import time
@@ -21,7 +25,10 @@ from sklearn.datasets import load_digits
 
 import frozen_bn
 
-EPOCHS = 20
+# Pretraining and head epochs; --quick runs fewer.
+EPOCHS = {"full": (10, 20), "quick": (3, 15)}
+# Dense(5) has no activation: the losses read its outputs as logits.
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def conv_block(x, filters, name):
@@ -50,6 +57,11 @@ def split_digits(images, labels, wanted):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs")
+    source_epochs, head_epochs = EPOCHS[
+        "quick" if parser.parse_args().quick else "full"
+    ]
     keras.utils.set_random_seed(0)
     digits = load_digits()
     images = (digits.images / 16.0).astype("float32")[..., None]
@@ -64,11 +76,11 @@ def main():
     source = keras.Model(
         inputs, keras.layers.Dense(5, name="source_classes")(features)
     )
-    source.compile(
-        "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
+    source.compile("adam", LOSS, metrics=["accuracy"])
+    print(f"1. Pretraining on digits 0-4 ({len(source_x)} images):")
+    source.fit(
+        source_x, source_y, epochs=source_epochs, batch_size=32, verbose=2
     )
-    source.fit(source_x, source_y, epochs=10, batch_size=32, verbose=0)
-    print(f"1. Pretrained on digits 0-4 ({len(source_x)} images, 10 epochs).")
 
     # The new task reuses the pretrained layers with a new classifier.
     model = keras.Model(
@@ -91,22 +103,21 @@ def main():
         f"{time.perf_counter() - start:.1f}s (one pass of the base)."
     )
 
-    head.compile(
-        "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
+    head.compile("adam", LOSS, metrics=["accuracy"])
+    print("4. Training the head on the cached features:")
     start = time.perf_counter()
-    head.fit(train_features, train_y, epochs=EPOCHS, batch_size=32, verbose=0)
+    head.fit(
+        train_features, train_y, epochs=head_epochs, batch_size=32, verbose=2
+    )
     _, head_accuracy = head.evaluate(test_features, test_y, verbose=0)
     print(
-        f"4. Trained the head for {EPOCHS} epochs on the cache in "
+        f"   Trained the head for {head_epochs} epochs on the cache in "
         f"{time.perf_counter() - start:.1f}s: test accuracy on digits 5-9 "
         f"{head_accuracy:.3f}."
     )
 
     joined = frozen_bn.join(base, head, name="finetuned")
-    joined.compile(
-        "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
+    joined.compile("adam", LOSS, metrics=["accuracy"])
     _, joined_accuracy = joined.evaluate(test_x, test_y, verbose=0)
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "finetuned.keras")

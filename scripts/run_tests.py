@@ -27,6 +27,9 @@ MULTI_DEVICE_JAX_TESTS = "tests/multi_device_jax"
 # Each starts two worker processes on 127.0.0.1 (see tests/multi_worker.py).
 MULTI_WORKER_TF_TESTS = "tests/multi_worker_tf"
 MULTI_WORKER_JAX_TESTS = "tests/multi_worker_jax"
+# The documentation's code and the examples' --quick runs, each in a
+# subprocess of its own on TensorFlow: once is enough, not once per backend.
+DOCS_TESTS = ("tests/test_docs.py", "tests/test_examples.py")
 NIGHTLY_PYTHON = os.path.join(ROOT, ".venv-nightly", "bin", "python")
 SEPARATE_PROCESS_TESTS = (
     GRAPH_MODE_TESTS,
@@ -34,6 +37,7 @@ SEPARATE_PROCESS_TESTS = (
     MULTI_DEVICE_JAX_TESTS,
     MULTI_WORKER_TF_TESTS,
     MULTI_WORKER_JAX_TESTS,
+    *DOCS_TESTS,
 )
 SUITES = {
     "tensorflow": ({"KERAS_BACKEND": "tensorflow"}, ["tests"]),
@@ -56,6 +60,7 @@ SUITES = {
         [MULTI_WORKER_TF_TESTS],
     ),
     "multi-worker-jax": ({"KERAS_BACKEND": "jax"}, [MULTI_WORKER_JAX_TESTS]),
+    "docs": ({"KERAS_BACKEND": "tensorflow"}, list(DOCS_TESTS)),
     # The next Keras, without the tests marked slow (keras.applications
     # builds, whose behaviour does not depend on the release): they would
     # take the suite past its time budget.

@@ -80,7 +80,10 @@ def test_graph_mode_stock_gap_is_large(quick):
 
 @graph_mode_only
 def test_graph_mode_patched_gap_is_small(quick):
-    assert abs(report.gap(quick[0], "tf_keras_graph", "patched")) <= 3
+    assert (
+        abs(report.gap(quick[0], "tf_keras_graph", "patched"))
+        <= report.AGREEMENT_POINTS
+    )
 
 
 @graph_mode_only
@@ -101,7 +104,10 @@ def test_graph_mode_is_skipped_when_not_asked_for(quick):
 
 @pytest.mark.parametrize("implementation", ["patched", "recalibrated"])
 def test_keras3_guide_pattern_patched_gap_is_small(quick, implementation):
-    assert abs(report.gap(quick[0], "keras3_guide", implementation)) <= 3
+    assert (
+        abs(report.gap(quick[0], "keras3_guide", implementation))
+        <= report.AGREEMENT_POINTS
+    )
 
 
 def test_keras3_guide_pattern_runs_use_the_expected_classes(quick):
@@ -276,4 +282,7 @@ def test_precise_bn_run_trains_as_the_patched_run_and_its_modes_agree(quick):
     assert precise["modes"]["inference"]["loss"] != pytest.approx(
         patched["modes"]["inference"]["loss"], rel=1e-5
     )
-    assert abs(report.gap(quick[0], "keras3_trainable", "precise")) <= 3
+    assert (
+        abs(report.gap(quick[0], "keras3_trainable", "precise"))
+        <= report.AGREEMENT_POINTS
+    )
