@@ -5,6 +5,7 @@ import warnings
 
 from frozen_bn import _flavors, _walk
 from frozen_bn._checks import check_model
+from frozen_bn._reading import ModelReading
 
 
 def _freeze_rule(freeze_moving_stats, bn_names):
@@ -112,12 +113,13 @@ def patch_model(model, *, freeze_moving_stats=None, inplace=False):
     bn_names = [layer.name for layer in _walk.batch_norm_layers(model)]
     rule = _freeze_rule(freeze_moving_stats, bn_names)
     target = model if inplace else flavor.copy_model(model)
+    reading = ModelReading(target)
     called_in_inference = {
-        id(layer) for layer in _walk.called_in_inference_mode(target)
+        id(layer) for layer in reading.called_in_inference_mode()
     }
     ours = tuple(flavor.patched_classes.values())
     foreign = []
-    for layer in _walk.batch_norm_layers(target):
+    for layer in reading.batch_norms:
         patched_class = flavor.patched_classes.get(type(layer))
         if patched_class is not None:
             patched_class._adopt(layer)

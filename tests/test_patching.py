@@ -10,6 +10,7 @@ import pytest
 
 import frozen_bn
 from frozen_bn import _training_arg, _walk
+from frozen_bn._reading import ModelReading
 from tests import guide_pattern, keras_hub_models
 from tests.helpers import (
     ConvBlock,
@@ -312,7 +313,7 @@ def test_patching_keeps_a_training_false_it_cannot_take_over():
 
     # The base's BN still trains, so its recorded training=False stays,
     # and where it leaks, patch_model names the layers it switches off.
-    assert _walk.called_in_inference_mode(patched) == [
+    assert ModelReading(patched).called_in_inference_mode() == [
         patched.get_layer("base").get_layer("base_bn")
     ]
     leak_warnings = [
