@@ -201,20 +201,24 @@ def plain_call_in_training_mode(model):
     Returns:
         A list of `(batch_norm, cause)` pairs, in call order: each stock BN
         layer (or frozen_bn one that is not frozen) that such a call runs
-        in training mode, and the layer whose `training=True` default
-        causes it. Empty where the installed Keras does not spread defaults.
+        in training mode, and the layer whose `training=True` default (or
+        recorded `training=True`) causes it. Empty where the installed
+        Keras does not spread defaults.
     """
     if not spreads_training_default():
         return []
     reading = ModelReading.of(model)
     training, cause, pairs = None, None, []
     for call in reading.calls:
+        # Keras 3.15 records a `training=True` default in the graph too.
         if call.training is not _walk.NOT_RECORDED:
-            training, cause = call.training, None
+            training = call.training
+            cause = call.layer if training is True else None
         elif training is None and defaults_to_training(call.layer):
             training, cause = True, call.layer
         if (
             cause is not None
+            and cause is not call.layer
             and isinstance(call.layer, keras.layers.BatchNormalization)
             and _would_train(call.layer)
         ):

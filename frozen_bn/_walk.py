@@ -9,8 +9,9 @@ node's operation and tensors (`node.operation` in Keras 3, `node.layer` in
 tf_keras; `node.input_tensors`, `node.output_tensors`), a node's recorded
 keyword arguments (`node.arguments.kwargs` in Keras 3, `node.call_kwargs` in
 tf_keras), whether a node is a model input (`node.is_input`), tf_keras's
-compiled flag (`_is_compiled`) and the class behind
-`keras.Model(inputs, outputs)`.
+compiled flag (`_is_compiled`), the class behind
+`keras.Model(inputs, outputs)` and the entry of the running call context
+(`current_call_ctx` in Keras 3's global state).
 
 A Keras 3 graph's nodes call operations: layers, nested models, and the
 `keras.ops` functions called on symbolic tensors (keras-hub's ResNet v2 pads
@@ -220,6 +221,19 @@ def calls_in_order(model):
         yield layer, training, node
         if hasattr(layer, "_flatten_layers"):  # Not a `keras.ops` call.
             yield from calls_in_order(layer)
+
+
+def outermost_call():
+    """The layer or model whose call started the running forward pass.
+
+    `None` outside a call. Keras 3 keeps the call context that a forward
+    pass shares in its global state; under `fit()` its entry is the model
+    being fitted.
+    """
+    from keras.src.backend.common import global_state
+
+    context = global_state.get_global_attribute("current_call_ctx")
+    return getattr(context, "entry_layer", None)
 
 
 def layers_built_in_code(model):

@@ -18,17 +18,27 @@ _RELEASE = tuple(int(part) for part in keras.version().split(".")[:2])
 # after it in the same forward pass.
 HONOURS_TRAINING_FALSE = _RELEASE >= (3, 16)
 LEAKS_TRAINING_FALSE = _RELEASE >= (3, 16)
+# Keras 3.16 also runs a call recorded with `training=None` in inference
+# mode under `fit()` (3.15 in training mode), and no longer lets a layer's
+# `training=True` default reach the layers after it in a call without
+# `training` (keras-team/keras#23166).
+HONOURS_TRAINING_NONE = _RELEASE >= (3, 16)
+SPREADS_TRAINING_DEFAULT = _RELEASE < (3, 16)
 
 
-def guide_model():
-    """`inputs -> BN -> base(training=False) -> BN -> Dropout -> Dense`."""
+def guide_model(recorded=False):
+    """`inputs -> BN -> base(training=recorded) -> BN -> Dropout -> Dense`.
+
+    `recorded=None` is what code that forwards its own `training` argument
+    records.
+    """
     base_inputs = keras.Input((4,))
     x = keras.layers.Dense(4, name="base_dense")(base_inputs)
     x = keras.layers.BatchNormalization(name="base_bn")(x)
     base = keras.Model(base_inputs, x, name="base")
     inputs = keras.Input((4,))
     x = keras.layers.BatchNormalization(name="before_bn")(inputs)
-    x = base(x, training=False)
+    x = base(x, training=recorded)
     x = keras.layers.BatchNormalization(name="after_bn")(x)
     x = keras.layers.Dropout(0.5, name="after_dropout")(x)
     outputs = keras.layers.Dense(1, name="head")(x)
