@@ -77,19 +77,26 @@ def _identity(model):
 
 
 def _take_over_inference_calls(reading):
-    """Drops each recorded inference-mode `training` whose work frozen_bn
-    now does.
+    """Drops each recorded inference-mode `training` that does only harm.
 
-    Where a graph calls a layer or nested model with `training=False` (or
-    with `training=None`, where `fit()` runs that in inference mode, as
-    Keras 3.16 does) and every BN layer in it is a frozen one, the frozen
-    layers already normalize with their moving statistics; the recorded
-    argument would only do harm: Keras 3.15 overrides `training=False`
-    under `fit()`, and Keras 3.16 passes the recorded value on to every
-    layer called after it.
+    Where a graph calls a layer or nested model with `training=False` and
+    every BN layer in it is a frozen one, the frozen layers already
+    normalize with their moving statistics; the recorded argument would
+    only do harm: Keras 3.15 overrides it under `fit()`, and Keras 3.16
+    passes it on to every layer called after it.
 
+    A recorded `training=None` (what code that forwards its own `training`
+    argument records) means "as the caller says", which is what Keras 3.15
+    does with it; where the installed Keras runs it in inference mode under
+    `fit()` instead (Keras 3.16), it is dropped wherever it is, so that
+    `fit()` trains what the code means to train.
     """
-    for call in reading.calls_recorded_with((False, *_inference_none())):
+    none_is_inference = _training_arg.honours_recorded_none()
+    for call in reading.calls_recorded_with((False, None)):
+        if call.training is None:
+            if none_is_inference:
+                _walk.forget_recorded_training(call.node)
+            continue
         batch_norms = reading.batch_norms_inside([call])
         if batch_norms and all(
             isinstance(layer, BatchNormalization)
@@ -97,10 +104,6 @@ def _take_over_inference_calls(reading):
             for layer in batch_norms
         ):
             _walk.forget_recorded_training(call.node)
-
-
-def _inference_none():
-    return (None,) if _training_arg.honours_recorded_none() else ()
 
 
 def _finish_keras_patch(model):

@@ -226,6 +226,24 @@ def plain_call_in_training_mode(model):
     return pairs
 
 
+def gap_sources(model):
+    """The layers other than BN that act differently in training mode.
+
+    Augmentation layers (and any layer whose `call` defaults to
+    `training=True`), Dropout and noise layers: in a training-mode pass
+    they make the outputs differ from inference mode by design.
+
+    Args:
+        model: A model, or a `ModelReading` of one.
+    """
+    return [
+        layer
+        for layer, _ in ModelReading.of(model).layers
+        if not isinstance(layer, keras.layers.BatchNormalization)
+        and (is_training_only(layer) or defaults_to_training(layer))
+    ]
+
+
 def defaults_to_training(layer):
     """Whether `layer.call` defaults to `training=True` (by design)."""
     call = getattr(layer, "call", None)

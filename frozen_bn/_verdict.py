@@ -125,6 +125,19 @@ def headline(report):
     return "Training and inference mode differ."
 
 
+def gap_sources_note(report):
+    """The report's note on the layers that act differently in training."""
+    off = [name for name in report.gap_sources if name in report.switched_off]
+    note = (
+        f"the training-mode pass runs {names(report.gap_sources)} in "
+        "training mode, where they act differently by design "
+        "(augmentation, dropout, noise): part of the gap is theirs"
+    )
+    if off:
+        note += f"; fit() will run {names(off)} in inference mode (see above)"
+    return note + "."
+
+
 def _gap_reasons(report):
     """The reasons to flag that compare the outputs of the two modes."""
     reasons = []

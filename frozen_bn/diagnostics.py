@@ -13,8 +13,6 @@ import dataclasses
 import math
 import warnings
 
-import keras
-
 from frozen_bn import (
     _diagnosis_data,
     _mode_gap,
@@ -30,8 +28,14 @@ from frozen_bn._fit_behaviour import (
 )
 from frozen_bn._reading import ModelReading
 from frozen_bn._report_text import report_text
-from frozen_bn._text import names
-from frozen_bn._verdict import drift, headline, is_at_risk, is_drifted, judge
+from frozen_bn._verdict import (
+    drift,
+    gap_sources_note,
+    headline,
+    is_at_risk,
+    is_drifted,
+    judge,
+)
 
 
 @dataclasses.dataclass
@@ -251,38 +255,15 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
         plain_call_training=[
             (bn.name, cause.name) for bn, cause in plain_call_pairs(reading)
         ],
-        gap_sources=[layer.name for layer in _gap_sources(reading)],
+        gap_sources=[
+            layer.name for layer in _training_arg.gap_sources(reading)
+        ],
         **dataclasses.asdict(gap),
     )
     if report.gap_sources:
-        report.notes.append(_gap_sources_note(report))
+        report.notes.append(gap_sources_note(report))
     judge(report)
     return report
-
-
-def _gap_sources_note(report):
-    off = [name for name in report.gap_sources if name in report.switched_off]
-    note = (
-        f"the training-mode pass runs {names(report.gap_sources)} in "
-        "training mode, where they act differently by design "
-        "(augmentation, dropout, noise): part of the gap is theirs"
-    )
-    if off:
-        note += f"; fit() will run {names(off)} in inference mode (see above)"
-    return note + "."
-
-
-def _gap_sources(reading):
-    """The layers that act differently in training mode by design."""
-    return [
-        layer
-        for layer, _ in reading.layers
-        if not isinstance(layer, keras.layers.BatchNormalization)
-        and (
-            _training_arg.is_training_only(layer)
-            or _training_arg.defaults_to_training(layer)
-        )
-    ]
 
 
 def _layer_diagnosis(layer, behaviour, measured):

@@ -79,12 +79,14 @@ def patch_model(model, *, freeze_moving_stats=None, inplace=False):
     Keras 3 lets `fit()` override the recorded `training=False`, and the
     moving statistics of `base_model` drift; after patching they do not.
 
-    Where a graph calls a layer or nested model with `training=False` (or
-    `training=None`, which Keras 3.16 runs in inference mode under `fit()`)
-    and every BN layer it holds is now frozen, the recorded argument is
+    Where a graph calls a layer or nested model with `training=False` and
+    every BN layer it holds is now frozen, the recorded argument is
     dropped: the frozen layers do its work, and Keras 3.16 would otherwise
     pass it on to every layer called after it (the head's Dropout and BN
-    layers would stop training).
+    layers would stop training). A recorded `training=None` is dropped
+    wherever the installed Keras runs it in inference mode under `fit()`
+    (Keras 3.16): it means "as the caller says", which a missing argument
+    means on every Keras.
 
     The Keras transfer-learning guide's code needs one line: patch the
     model you fit, once it is built, in place:

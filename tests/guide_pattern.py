@@ -78,3 +78,17 @@ def dropout_rate_in_training(model):
     x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
     outputs = keras.ops.convert_to_numpy(upto_dropout(x, training=True))
     return float(np.mean(outputs == 0.0))
+
+
+def augmented_conv_net():
+    """`RandomFlip -> Conv2D -> BN -> pooling -> Dense`, the BN's moving
+    mean far from its inputs' mean: a model with augmentation inside."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.RandomFlip("horizontal", name="flip")(inputs)
+    x = keras.layers.Conv2D(4, 3, name="conv")(x)
+    bn = keras.layers.BatchNormalization(name="bn")
+    x = bn(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(x))
+    bn.moving_mean.assign(np.full((4,), 3.0, "float32"))
+    return model
