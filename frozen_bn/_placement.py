@@ -104,8 +104,9 @@ def _patched_too_early(model):
     callees = sorted({call.layer.name for call in calls})
     return (
         f"`{model.name}` calls {callees} with a recorded `training` "
-        "argument, and frozen_bn patched their BatchNormalization layers "
-        f"before `{model.name}` was built: {'; '.join(problems)}. Patch the "
+        "argument that frozen_bn did not take over (it patches the graph "
+        "of the model it is given: was a part patched before "
+        f"`{model.name}` was built?): {'; '.join(problems)}. Patch the "
         f"model you fit, once it is built, before compile(): {_FIX}."
     )
 

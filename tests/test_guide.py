@@ -107,10 +107,17 @@ def batch_norms(model):
 
 
 def dropout_rate(model, x):
-    """The fraction of zeros at the head's Dropout in a training call."""
+    """The fraction of the head's features that its Dropout zeroes.
+
+    Zeros in a training-mode call (as `fit()` makes) less those in an
+    inference-mode one: some pooled features are zero in both.
+    """
     upto = keras.Model(model.inputs, model.get_layer("head_dropout").output)
-    outputs = keras.ops.convert_to_numpy(upto(x, training=True))
-    return float(np.mean(outputs == 0.0))
+    zeros = [
+        np.mean(keras.ops.convert_to_numpy(upto(x, training=mode)) == 0.0)
+        for mode in (True, False)
+    ]
+    return float(zeros[0] - zeros[1])
 
 
 def test_the_recipe_is_right_on_this_keras():
@@ -119,7 +126,7 @@ def test_the_recipe_is_right_on_this_keras():
     first_kept, _, first_warnings = findings["first"]
     tune_kept, tune_moved, tune_warnings = findings["fine_tune"]
     assert first_kept and tune_kept
-    assert 0.2 < findings["dropout_rate"] < 0.8
+    assert 0.3 < findings["dropout_rate"] < 0.7
     assert findings["trained_weights"] == findings["meant_weights"] > 100
     assert tune_moved
     assert not [m for m in first_warnings + tune_warnings if "frozen_bn" in m]
@@ -134,7 +141,7 @@ def test_a_base_patched_before_building_warns_with_the_recipe():
     # 3.15 overrides training=False once the base is unfrozen; 3.16 keeps
     # it, and passes it on to the head's Dropout from the first fit.
     assert tune_kept is HONOURS_TRAINING_FALSE
-    assert (findings["dropout_rate"] == 0.0) is LEAKS_TRAINING_FALSE
+    assert (abs(findings["dropout_rate"]) < 0.1) is LEAKS_TRAINING_FALSE
     assert warned
     assert all(re.search(RECIPE, m) for m in warned)
 
