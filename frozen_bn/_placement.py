@@ -14,9 +14,9 @@ placements leave that model wrong, and are caught here:
   `trainable` on its handle to the old base, which the copy never sees
   (fine-tuning trains only the head).
 
-frozen_bn's BatchNormalization calls `check_fit()` in each training-mode
-call; the check runs once per fitted model and `compile()` (a new
-optimizer), and warns with the fix.
+frozen_bn's BatchNormalization calls `check_fit()` in its calls; the
+check runs once per fitted model and `compile()` (a new optimizer), and
+warns with the fix.
 """
 
 import warnings
@@ -40,16 +40,24 @@ def remember_copy(original, copy):
     _copies[copy] = (weakref.ref(original), _trainable_flags(original))
 
 
-def check_fit():
-    """Warns when the model being called in training mode is patched wrong.
+def check_fit(training):
+    """Warns when the model being fitted is patched wrong.
 
-    Called by frozen_bn's BatchNormalization in a training-mode call. Runs
-    the checks once per model and optimizer.
+    Called by frozen_bn's BatchNormalization with the `training` value of
+    each call that has one: a training-mode call, or a call of a compiled
+    model (on Keras 3.16 the layers of a base called with `training=False`
+    see only inference-mode calls, also under `fit()`). Runs the checks
+    once per model and optimizer.
+
+    Known gap: on JAX, Keras <= 3.15 runs a training step through
+    `Model.call`, outside the call context, so the model being fitted is
+    not known here and nothing is checked.
     """
     model = _walk.outermost_call()
-    if not isinstance(model, keras.Model):
+    optimizer = getattr(model, "optimizer", None)
+    if not isinstance(model, keras.Model) or not (training or optimizer):
         return
-    optimizer = id(getattr(model, "optimizer", None))
+    optimizer = id(optimizer)
     if _checked.get(model) == optimizer:
         return
     _checked[model] = optimizer

@@ -103,8 +103,8 @@ class BatchNormalization(
         self.__class__ = keras.layers.BatchNormalization
 
     def call(self, inputs, training=None, mask=None):
-        if training is True:  # As fit() calls it.
-            _placement.check_fit()
+        if training is not None:  # As fit() and predict() call it.
+            _placement.check_fit(training)
         if self.freeze_moving_stats:
             training = False
         # The stock layer already reads `training and self.trainable`.

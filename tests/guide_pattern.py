@@ -24,6 +24,11 @@ LEAKS_TRAINING_FALSE = _RELEASE >= (3, 16)
 # `training` (keras-team/keras#23166).
 HONOURS_TRAINING_NONE = _RELEASE >= (3, 16)
 SPREADS_TRAINING_DEFAULT = _RELEASE < (3, 16)
+# Keras <= 3.15 runs a JAX training step through `Model.call`, outside the
+# call context that tells a layer which model is being fitted.
+FIT_CALL_CONTEXT_NAMES_THE_MODEL = not (
+    keras.backend.backend() == "jax" and _RELEASE < (3, 16)
+)
 
 
 def guide_model(recorded=False):
