@@ -84,7 +84,7 @@ class FrozenStatisticsGuardCallback:
             )
         switched_off = switched_off_layers(reading)
         if switched_off:
-            self._report(
+            _advise(
                 "These layers are meant to train, but fit() will run them "
                 "in inference mode, because a call was recorded with "
                 "training=False or training=None (Keras 3.16): "
@@ -95,7 +95,7 @@ class FrozenStatisticsGuardCallback:
             )
         spread = plain_call_pairs(reading)
         if spread:
-            self._report(
+            _advise(
                 "A call of this model without training (model(x), an "
                 "exported model) runs these BatchNormalization layers in "
                 "training mode, because a layer before them defaults to "
@@ -151,6 +151,14 @@ class FrozenStatisticsGuardCallback:
         if self.on_change == "raise":
             raise FrozenStatisticsError(message)
         warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+def _advise(message):
+    """Warns about a mode that is wrong but keeps frozen statistics.
+
+    Always a `UserWarning`: `on_change` is about frozen statistics.
+    """
+    warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def _is_stock(moved):
