@@ -17,17 +17,14 @@ import sys
 import keras
 
 from frozen_bn import _training_arg
-from frozen_bn._walk import (
-    batch_norm_layers,
-    called_in_inference_mode,
-    tf_keras_batch_norm_classes,
-)
+from frozen_bn._reading import ModelReading
+from frozen_bn._walk import tf_keras_batch_norm_classes
 
 # How a BatchNormalization layer normalizes under `fit()`.
 FROZEN = "frozen"
 BATCH_STATISTICS = "batch statistics"
 OVERRIDDEN = "training=False overridden by fit()"
-SWITCHED_OFF = "inference mode: an earlier training=False leaks here"
+SWITCHED_OFF = "inference mode: a recorded training=False/None reaches it"
 STOCK_V1 = "batch statistics (stock V1 ignores trainable=False)"
 
 
@@ -38,9 +35,11 @@ def fit_behaviour(layer, called_with_training_false=False, leaked=False):
         layer: A stock Keras 3, tf_keras or frozen_bn BatchNormalization.
         called_with_training_false: Whether the model's recorded graph
             calls the layer (or a model holding it) with `training=False`,
-            as `frozen_bn._walk.called_in_inference_mode` finds.
-        leaked: Whether a `training=False` recorded for an earlier call
-            reaches the layer (Keras 3.16; see
+            as `ModelReading.called_in_inference_mode` finds.
+        leaked: Whether `fit()` runs the layer in inference mode although
+            it is meant to train: a `training=False` recorded for an
+            earlier call reaches it, or a call recorded with
+            `training=None` holds it (Keras 3.16; see
             `frozen_bn._training_arg.switched_off_by_leak`).
 
     Returns:
@@ -51,7 +50,8 @@ def fit_behaviour(layer, called_with_training_false=False, leaked=False):
         trap of the transfer-learning guide's pattern once the base is
         unfrozen), `SWITCHED_OFF` (a layer meant to train that Keras 3.16
         runs in inference mode, because it is called after a call with
-        `training=False`: it never learns its statistics) or `STOCK_V1` (a
+        `training=False`, or inside or after one with `training=None`: it
+        never learns its statistics) or `STOCK_V1` (a
         stock tf_keras V1 layer, which normalizes with batch statistics at
         learning phase 1 although `trainable` is `False`). For tf_keras V2
         layers in TF1 graph mode, a `trainable` flag changed after the
@@ -80,27 +80,45 @@ def fit_behaviour(layer, called_with_training_false=False, leaked=False):
 
 
 def fit_behaviours(model):
-    """`(layer, fit_behaviour(layer))` for every BN layer, in model order."""
-    trapped = {id(layer) for layer in called_in_inference_mode(model)}
-    leaked = {id(layer) for layer in switched_off_layers(model)}
+    """`(layer, fit_behaviour(layer))` for every BN layer, in model order.
+
+    Args:
+        model: A model, or a `ModelReading` of one.
+    """
+    reading = ModelReading.of(model)
+    trapped = {id(layer) for layer in reading.called_in_inference_mode()}
+    leaked = {id(layer) for layer in switched_off_layers(reading)}
     return [
         (layer, fit_behaviour(layer, id(layer) in trapped, id(layer) in leaked))
-        for layer in batch_norm_layers(model)
+        for layer in reading.batch_norms
     ]
 
 
 def switched_off_layers(model):
-    """The layers of `model` that a leaked `training=False` stops training.
+    """The layers of `model` meant to train that `fit()` will not train.
 
     On Keras 3.16, the layers called after a call recorded with
-    `training=False` run in inference mode under `fit()`: the BN layers
+    `training=False`, and those inside or after one recorded with
+    `training=None`, run in inference mode under `fit()`: the BN layers
     that would otherwise train, and Dropout and noise layers (see
     `frozen_bn._training_arg.switched_off_by_leak`).
     Empty on other Kerases, and for tf_keras models.
+
+    Args:
+        model: A model, or a `ModelReading` of one.
     """
-    if not isinstance(model, keras.Model):  # tf_keras does not leak.
+    reading = ModelReading.of(model)
+    if not isinstance(reading.model, keras.Model):  # tf_keras: no leak.
         return []
-    return _training_arg.switched_off_by_leak(model)
+    return _training_arg.switched_off_by_leak(reading)
+
+
+def plain_call_pairs(model):
+    """`_training_arg.plain_call_in_training_mode`, empty for tf_keras."""
+    reading = ModelReading.of(model)
+    if not isinstance(reading.model, keras.Model):
+        return []
+    return _training_arg.plain_call_in_training_mode(reading)
 
 
 def class_label(layer):

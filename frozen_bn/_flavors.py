@@ -12,6 +12,7 @@ from collections.abc import Callable
 import keras
 
 from frozen_bn import _copying, _rebuild, _training_arg, _walk
+from frozen_bn._reading import ModelReading
 from frozen_bn._runtime import builds_static_graphs
 from frozen_bn.layers import BatchNormalization
 
@@ -75,39 +76,60 @@ def _identity(model):
     return model
 
 
-def _take_over_inference_calls(model):
-    """Drops each recorded `training=False` whose work frozen_bn now does.
+def _take_over_inference_calls(reading):
+    """Drops each recorded inference-mode `training` that does only harm.
 
     Where a graph calls a layer or nested model with `training=False` and
     every BN layer in it is a frozen one, the frozen layers already
     normalize with their moving statistics; the recorded argument would
     only do harm: Keras 3.15 overrides it under `fit()`, and Keras 3.16
     passes it on to every layer called after it.
+
+    A recorded `training=None` (what code that forwards its own `training`
+    argument records) means "as the caller says", which is what Keras 3.15
+    does with it; where the installed Keras runs it in inference mode under
+    `fit()` instead (Keras 3.16), it is dropped wherever it is, so that
+    `fit()` trains what the code means to train.
     """
-    for node, callee in _walk.inference_calls(model):
-        batch_norms = [
-            layer
-            for layer in (callee, *_walk.iter_layers(callee))
-            if isinstance(layer, keras.layers.BatchNormalization)
-        ]
+    none_is_inference = _training_arg.honours_recorded_none()
+    for call in reading.calls_recorded_with((False, None)):
+        if call.training is None:
+            if none_is_inference:
+                _walk.forget_recorded_training(call.node)
+            continue
+        batch_norms = reading.batch_norms_inside([call])
         if batch_norms and all(
             isinstance(layer, BatchNormalization)
             and (layer.freeze_moving_stats or not layer.trainable)
             for layer in batch_norms
         ):
-            _walk.forget_recorded_training(node)
+            _walk.forget_recorded_training(call.node)
 
 
 def _finish_keras_patch(model):
-    _take_over_inference_calls(model)
-    switched_off = _training_arg.switched_off_by_leak(model)
+    _take_over_inference_calls(ModelReading(model))
+    reading = ModelReading(model)  # Read again: the graph changed.
+    switched_off = _training_arg.switched_off_by_leak(reading)
     if switched_off:
         names = ", ".join(layer.name for layer in switched_off)
         warnings.warn(  # From the user's call of `patch_model`.
-            "This Keras passes a recorded `training=False` on to the layers "
-            "called after it, and `freeze_moving_stats` leaves a layer that "
-            "it reaches training, so the argument stays: fit() will run "
-            f"these layers in inference mode: {names}",
+            "This Keras runs a call recorded with `training=False` (or "
+            "`training=None`) in inference mode under fit(), with every "
+            "layer called after it, and `freeze_moving_stats` leaves a "
+            "layer that it reaches training, so the argument stays: fit() "
+            f"will run these layers in inference mode: {names}",
+            stacklevel=3,
+        )
+    spread = _training_arg.plain_call_in_training_mode(reading)
+    if spread:
+        warnings.warn(  # From the user's call of `patch_model`.
+            "On this Keras a layer whose call defaults to training=True "
+            "puts every later layer in training mode in a call without "
+            "`training` (model(x), tf.function, model.export): "
+            + ", ".join(f"{bn.name} (after {c.name})" for bn, c in spread)
+            + ". fit() and predict() are not affected. Export with "
+            "frozen_bn.export(model, ...), or call the model with "
+            "training=False.",
             stacklevel=3,
         )
     _rebuild.keep_patch(model)

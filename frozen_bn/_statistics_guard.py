@@ -9,7 +9,9 @@ wrong under `fit()` in two ways: its moving statistics move (Keras <= 3.15
 overrides a recorded `training=False`), or it normalizes with batch
 statistics without moving them (a stock tf_keras V1 layer; the damage is
 the normalization itself, so no stored value shows it). The guard reports
-the second kind when training starts, from how `fit()` will run each layer
+the second kind when training starts (with the layers meant to train that
+`fit()` will run in inference mode, and those a call without `training`
+runs in training mode), from how `fit()` will run each layer
 (`frozen_bn._fit_behaviour`), and the first whenever it compares the
 stored statistics with those it recorded at the start.
 """
@@ -22,7 +24,10 @@ from frozen_bn._fit_behaviour import (
     OVERRIDDEN,
     STOCK_V1,
     fit_behaviours,
+    plain_call_pairs,
+    switched_off_layers,
 )
+from frozen_bn._reading import ModelReading
 from frozen_bn._verdict import drift
 
 # The labels of layers meant to be frozen; the last two are the traps.
@@ -60,9 +65,10 @@ class FrozenStatisticsGuardCallback:
         self._recorded = []
 
     def on_train_begin(self, logs=None):
+        reading = ModelReading(self.model)
         behaviours = [
             (layer, behaviour)
-            for layer, behaviour in fit_behaviours(self.model)
+            for layer, behaviour in fit_behaviours(reading)
             if behaviour in _MEANT_FROZEN
         ]
         self._layers = [layer for layer, _ in behaviours]
@@ -75,6 +81,28 @@ class FrozenStatisticsGuardCallback:
                 + "; ".join(f"{layer.name} ({b})" for layer, b in traps)
                 + "."
                 + _PATCH_HINT
+            )
+        switched_off = switched_off_layers(reading)
+        if switched_off:
+            _advise(
+                "These layers are meant to train, but fit() will run them "
+                "in inference mode, because a call was recorded with "
+                "training=False or training=None (Keras 3.16): "
+                + ", ".join(layer.name for layer in switched_off)
+                + ". frozen_bn.patch_model(model, inplace=True) before "
+                "compiling drops such an argument where frozen layers do "
+                "its work."
+            )
+        spread = plain_call_pairs(reading)
+        if spread:
+            _advise(
+                "A call of this model without training (model(x), an "
+                "exported model) runs these BatchNormalization layers in "
+                "training mode, because a layer before them defaults to "
+                "training=True (Keras <= 3.15): "
+                + ", ".join(f"{bn.name} (after {c.name})" for bn, c in spread)
+                + ". fit() is not affected; serve the model with "
+                "training=False or export it with frozen_bn.export()."
             )
 
     def on_train_batch_end(self, batch, logs=None):
@@ -123,6 +151,14 @@ class FrozenStatisticsGuardCallback:
         if self.on_change == "raise":
             raise FrozenStatisticsError(message)
         warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+def _advise(message):
+    """Warns about a mode that is wrong but keeps frozen statistics.
+
+    Always a `UserWarning`: `on_change` is about frozen statistics.
+    """
+    warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def _is_stock(moved):

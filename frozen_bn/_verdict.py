@@ -80,6 +80,67 @@ def is_at_risk(behaviour, drifted):
 def judge(report):
     """Fills the `flagged`, `reasons` and `fix` of a `DiagnosisReport`."""
     reasons = report.reasons
+    reasons += _gap_reasons(report)
+    if reasons and report.gap_sources:
+        reasons.append(
+            f"{names(report.gap_sources)} act differently in training mode "
+            "by design (augmentation, dropout, noise): part of this gap is "
+            "theirs, not the BatchNormalization statistics'."
+        )
+    if report.switched_off:
+        reasons.append(
+            "This Keras runs a call recorded with training=False (or "
+            "training=None) in inference mode under fit(), with the layers "
+            f"called after it, so fit() will not train "
+            f"{names(report.switched_off)}."
+        )
+    if report.plain_call_training:
+        reasons.append(
+            "In a call without training (model(x), tf.function, an "
+            "exported model) this Keras runs "
+            + names(
+                [f"{bn} (after {c})" for bn, c in report.plain_call_training]
+            )
+            + " in training mode: the layer named first has a call that "
+            "defaults to training=True."
+        )
+    drifted = [layer.name for layer in report.layers if layer.drifted]
+    if drifted:
+        reasons.append(
+            "The moving statistics do not describe this data in "
+            f"{names(drifted)}."
+        )
+    report.flagged = bool(reasons)
+    if report.flagged:
+        report.fix = _fix(report)
+
+
+def headline(report):
+    """The first words of a flagged report's verdict: what is wrong."""
+    drifted = any(layer.drifted for layer in report.layers)
+    if drifted or _gap_reasons(report) and not report.gap_sources:
+        return "Out-of-scale BatchNormalization statistics."
+    if report.switched_off or report.plain_call_training:
+        return "Layers that will run in the wrong mode."
+    return "Training and inference mode differ."
+
+
+def gap_sources_note(report):
+    """The report's note on the layers that act differently in training."""
+    off = [name for name in report.gap_sources if name in report.switched_off]
+    note = (
+        f"the training-mode pass runs {names(report.gap_sources)} in "
+        "training mode, where they act differently by design "
+        "(augmentation, dropout, noise): part of the gap is theirs"
+    )
+    if off:
+        note += f"; fit() will run {names(off)} in inference mode (see above)"
+    return note + "."
+
+
+def _gap_reasons(report):
+    """The reasons to flag that compare the outputs of the two modes."""
+    reasons = []
     inference, training = report.inference, report.training
     if report.task == "binary":
         accuracy, auc = inference["accuracy"], inference["auc"]
@@ -103,21 +164,7 @@ def judge(report):
             f"The outputs differ between training and inference mode by "
             f"{report.output_gap:.2f} output standard deviations."
         )
-    if report.switched_off:
-        reasons.append(
-            "This Keras passes a recorded training=False on to the layers "
-            "called after it, so fit() will not train "
-            f"{names(report.switched_off)}."
-        )
-    drifted = [layer.name for layer in report.layers if layer.drifted]
-    if drifted:
-        reasons.append(
-            "The moving statistics do not describe this data in "
-            f"{names(drifted)}."
-        )
-    report.flagged = bool(reasons)
-    if report.flagged:
-        report.fix = _fix(report)
+    return reasons
 
 
 def _fix(report):
@@ -143,10 +190,20 @@ def _fix(report):
             "`frozen_bn.patch_model(model)`: `trainable = False`, or "
             "`freeze_moving_stats = True` to keep training gamma and beta)"
         )
+    if report.plain_call_training:
+        steps.append(
+            "call the model with training=False, or export it with "
+            "`frozen_bn.export(model, ...)`, to serve it in inference mode"
+        )
     if any(layer.drifted for layer in report.layers):
         steps.append(
             "`frozen_bn.recalibrate(model, x)` to re-estimate the drifted "
             "layers' statistics on this data"
+        )
+    if not steps and report.gap_sources:
+        steps.append(
+            "none for the BatchNormalization layers: the gap comes from "
+            f"{names(report.gap_sources)}"
         )
     if not steps:
         steps.append(

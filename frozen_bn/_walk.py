@@ -3,13 +3,15 @@
 Works for Keras 3 and tf_keras models alike. Keras has no public API for a
 model's nested layers or for the arguments recorded in its graph, so the
 private attributes this needs are read here and nowhere else:
-`_flatten_layers` (both Kerases), `_nodes_by_depth` (Functional models), a
+`_flatten_layers` (both Kerases), `_nodes_by_depth` (Functional models),
+`_functional` (the graph a built Keras 3 Sequential model runs), a
 node's operation and tensors (`node.operation` in Keras 3, `node.layer` in
 tf_keras; `node.input_tensors`, `node.output_tensors`), a node's recorded
 keyword arguments (`node.arguments.kwargs` in Keras 3, `node.call_kwargs` in
 tf_keras), whether a node is a model input (`node.is_input`), tf_keras's
-compiled flag (`_is_compiled`) and the class behind
-`keras.Model(inputs, outputs)`.
+compiled flag (`_is_compiled`), the class behind
+`keras.Model(inputs, outputs)` and the entry of the running call context
+(`current_call_ctx` in Keras 3's global state).
 
 A Keras 3 graph's nodes call operations: layers, nested models, and the
 `keras.ops` functions called on symbolic tensors (keras-hub's ResNet v2 pads
@@ -21,6 +23,13 @@ operations, never in `model.layers`.
 import sys
 
 import keras
+
+# What `recorded_training` returns for a call that records no `training`
+# argument (a recorded `training=None` is another thing: Keras 3.16 runs it
+# in inference mode under `fit()`).
+NOT_RECORDED = type(
+    "NotRecorded", (), {"__repr__": lambda self: "NOT_RECORDED"}
+)()
 
 
 def iter_layers(model):
@@ -130,31 +139,22 @@ def node_layer(node):
 
 
 def recorded_training(node):
-    """The `training` argument the graph passes at `node`, or `None`."""
+    """The `training` argument the graph passes at `node`.
+
+    Returns:
+        The recorded value (`True`, `False` or `None`), or `NOT_RECORDED`
+        when the call passes no `training` argument.
+    """
     arguments = getattr(node, "arguments", None)
-    if arguments is not None:  # Keras 3
-        return arguments.kwargs.get("training")
-    return (getattr(node, "call_kwargs", None) or {}).get("training")
+    kwargs = arguments.kwargs if arguments is not None else None  # Keras 3
+    if kwargs is None:
+        kwargs = getattr(node, "call_kwargs", None) or {}  # tf_keras
+    return kwargs.get("training", NOT_RECORDED)
 
 
 def forget_recorded_training(node):
     """Makes the graph pass no `training` argument at a Keras 3 `node`."""
     node.arguments.kwargs.pop("training", None)
-
-
-def inference_calls(model):
-    """`(node, callee)` for each call with `training=False` in `model`.
-
-    Every graph inside `model` counts: the model's own and those of nested
-    Functional models, e.g. the Keras transfer-learning guide's
-    `base_model(x, training=False)`.
-    """
-    return [
-        (node, node_layer(node))
-        for graph in (model, *iter_layers(model))
-        for node in graph_nodes(graph)
-        if recorded_training(node) is False
-    ]
 
 
 def node_inputs(node):
@@ -196,45 +196,44 @@ def is_compiled(model):
     return bool(getattr(model, "compiled", getattr(model, "_is_compiled", 0)))
 
 
-def called_in_inference_mode(model):
-    """BN layers that the recorded graph calls with `training=False`.
-
-    A layer counts when a graph inside `model` calls it, or a nested model
-    containing it, with `training=False` (see `inference_calls`).
-
-    Returns:
-        A list of layers, in model order.
-    """
-    marked = set()
-    for _, called in inference_calls(model):
-        marked.add(id(called))
-        marked.update(id(layer) for layer in iter_layers(called))
-    return [layer for layer in batch_norm_layers(model) if id(layer) in marked]
-
-
 def calls_in_order(model):
-    """`(layer, recorded training)` for each call a forward pass makes.
+    """`(layer, recorded training, node)` for each call a forward pass makes.
 
     In the order a Keras 3 forward pass of `model` calls its layers: a
-    Functional graph node by node, a nested model's own calls right after
-    the call of the model, and the layers of any other model or layer in
-    the order it tracks them (their calls are not recorded, so their
-    `training` argument is `None` here).
+    Functional or Sequential graph node by node, a nested model's own calls
+    right after the call of the model, and the layers of any other model or
+    layer in the order it tracks them (their calls are not recorded: their
+    `training` is `NOT_RECORDED` and their node `None`). tf_keras graphs
+    record their calls too.
     """
-    nodes = call_nodes(model)
+    # A built Keras 3 Sequential model runs a Functional graph of its own.
+    nodes = call_nodes(getattr(model, "_functional", None) or model)
     if nodes:
-        calls = [(node_layer(node), recorded_training(node)) for node in nodes]
+        calls = [(node_layer(n), recorded_training(n), n) for n in nodes]
     else:
         calls = [
-            (child, None)
+            (child, NOT_RECORDED, None)
             for child in model._flatten_layers(
                 include_self=False, recursive=False
             )
         ]
-    for layer, training in calls:
-        yield layer, training
-        if isinstance(layer, (keras.layers.Layer, *batch_norm_classes())):
-            yield from calls_in_order(layer)  # Not a `keras.ops` call.
+    for layer, training, node in calls:
+        yield layer, training, node
+        if hasattr(layer, "_flatten_layers"):  # Not a `keras.ops` call.
+            yield from calls_in_order(layer)
+
+
+def outermost_call():
+    """The layer or model whose call started the running forward pass.
+
+    `None` outside a call. Keras 3 keeps the call context that a forward
+    pass shares in its global state; under `fit()` its entry is the model
+    being fitted.
+    """
+    from keras.src.backend.common import global_state
+
+    context = global_state.get_global_attribute("current_call_ctx")
+    return getattr(context, "entry_layer", None)
 
 
 def layers_built_in_code(model):

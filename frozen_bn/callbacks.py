@@ -109,6 +109,14 @@ class FrozenStatisticsGuard(
     (standardized mean shift and variance ratio, as `frozen_bn.diagnose`
     measures drift). frozen_bn's own frozen layers never trigger it.
 
+    When training starts it also warns (a `UserWarning`, whatever
+    `on_change` says: no frozen statistics move) about layers meant to
+    train that `fit()` will run in inference mode (Keras 3.16, after a
+    recorded `training=False`, or with a recorded `training=None`), and
+    about BN layers that a call of the model without `training` (an
+    exported model) runs in training mode, with the layer whose
+    `training=True` default causes it (Keras <= 3.15).
+
     Args:
         on_change: `"warn"` (a `RuntimeWarning`, training goes on) or
             `"raise"` (a `FrozenStatisticsError`, which stops `fit()`).

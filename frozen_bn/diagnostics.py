@@ -23,11 +23,19 @@ from frozen_bn._checks import check_model
 from frozen_bn._fit_behaviour import (
     BatchNormRow,
     fit_behaviours,
+    plain_call_pairs,
     switched_off_layers,
 )
+from frozen_bn._reading import ModelReading
 from frozen_bn._report_text import report_text
-from frozen_bn._verdict import drift, is_at_risk, is_drifted, judge
-from frozen_bn._walk import iter_layers
+from frozen_bn._verdict import (
+    drift,
+    gap_sources_note,
+    headline,
+    is_at_risk,
+    is_drifted,
+    judge,
+)
 
 
 @dataclasses.dataclass
@@ -97,9 +105,19 @@ class DiagnosisReport:
         reasons: Why it is flagged, one sentence each.
         fix: What to do about it (empty when not flagged).
         notes: Caveats of this diagnosis (e.g. dropout noise).
-        switched_off: Names of the BN, Dropout and noise layers that an
-            earlier recorded `training=False` keeps in inference mode under
-            `fit()` (Keras 3.16; see `switched_off_layers`).
+        switched_off: Names of the BN, Dropout and noise layers meant to
+            train that a recorded `training=False` or `training=None`
+            keeps in inference mode under `fit()` (Keras 3.16; see
+            `switched_off_layers`).
+        plain_call_training: `(batch_norm, cause)` name pairs: each BN
+            layer that a call of the model without `training` (`model(x)`,
+            an exported model) runs in training mode, and the layer whose
+            `training=True` default causes it (Keras <= 3.15; see
+            `frozen_bn._training_arg.plain_call_in_training_mode`).
+        gap_sources: Names of the layers other than BN that act
+            differently in training mode by design (augmentation,
+            Dropout and noise layers) and run so in the training-mode
+            pass: part of `output_gap` is theirs.
     """
 
     samples: int
@@ -115,6 +133,8 @@ class DiagnosisReport:
     fix: str = ""
     notes: list = dataclasses.field(default_factory=list)
     switched_off: list = dataclasses.field(default_factory=list)
+    plain_call_training: list = dataclasses.field(default_factory=list)
+    gap_sources: list = dataclasses.field(default_factory=list)
 
     @property
     def verdict(self):
@@ -125,9 +145,7 @@ class DiagnosisReport:
                 "training and inference mode agree, and every layer's "
                 "moving statistics describe this data."
             )
-        return "Out-of-scale BatchNormalization statistics. " + " ".join(
-            self.reasons
-        )
+        return headline(self) + " " + " ".join(self.reasons)
 
     def to_dict(self):
         """The report as a JSON-serializable dict (NaN becomes `None`)."""
@@ -183,10 +201,12 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
     Cost: one pass in inference mode that yields the outputs and reads
     every BN input at once, and one pass in training mode. Neither writes
     any variable: the model is left bitwise as it was. The training-mode
-    pass runs the whole model in training mode, as `fit()` does, so dropout
-    and other training-only layers are active there too (the report notes
-    it). Outputs are read as probabilities when they look like ones (in
-    `[0, 1]`; rows summing to 1 for several outputs), otherwise as logits.
+    pass runs the whole model in training mode, as `fit()` does, so
+    augmentation, Dropout and noise layers are active there too: the report
+    names them (`gap_sources`), and when no layer's statistics drifted a
+    gap is put down to them, not to the BatchNormalization statistics.
+    Outputs are read as probabilities when they look like ones (in `[0,
+    1]`; rows summing to 1 for several outputs), otherwise as logits.
 
     With several workers (as for `recalibrate`), each passes its own shard
     of `x` and `y`, and every worker reports over the union of the shards.
@@ -217,11 +237,13 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
     check_model(model)
     samples = _diagnosis_data.check_inputs(model, x)
     labels = None if y is None else _diagnosis_data.check_labels(y, samples)
-    behaviours = fit_behaviours(model)
+    reading = ModelReading(model)
+    behaviours = fit_behaviours(reading)
     layers = [layer for layer, _ in behaviours]
     statistics, gap = _mode_gap.ModeComparison(model, layers).run(
         x, labels, batch_size=batch_size, verbose=verbose
     )
+    switched_off = switched_off_layers(reading)
     report = DiagnosisReport(
         layers=[
             _layer_diagnosis(layer, behaviour, measured)
@@ -229,14 +251,17 @@ def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
                 behaviours, statistics, strict=True
             )
         ],
-        switched_off=[layer.name for layer in switched_off_layers(model)],
+        switched_off=[layer.name for layer in switched_off],
+        plain_call_training=[
+            (bn.name, cause.name) for bn, cause in plain_call_pairs(reading)
+        ],
+        gap_sources=[
+            layer.name for layer in _training_arg.gap_sources(reading)
+        ],
         **dataclasses.asdict(gap),
     )
-    if any(map(_training_arg.is_training_only, iter_layers(model))):
-        report.notes.append(
-            "the model has dropout or noise layers, active in training "
-            "mode as under fit(): part of the gap is their noise."
-        )
+    if report.gap_sources:
+        report.notes.append(gap_sources_note(report))
     judge(report)
     return report
 

@@ -2,7 +2,7 @@
 
 import keras
 
-from frozen_bn import _replicas
+from frozen_bn import _placement, _replicas
 from frozen_bn._freeze_argument import FreezeMovingStatsArgument
 
 
@@ -103,6 +103,8 @@ class BatchNormalization(
         self.__class__ = keras.layers.BatchNormalization
 
     def call(self, inputs, training=None, mask=None):
+        if training is not None:  # As fit() and predict() call it.
+            _placement.check_fit(training)
         if self.freeze_moving_stats:
             training = False
         # The stock layer already reads `training and self.trainable`.

@@ -3,8 +3,9 @@
 import reprlib
 import warnings
 
-from frozen_bn import _flavors, _walk
+from frozen_bn import _flavors, _placement, _walk
 from frozen_bn._checks import check_model
+from frozen_bn._reading import ModelReading
 
 
 def _freeze_rule(freeze_moving_stats, bn_names):
@@ -78,6 +79,31 @@ def patch_model(model, *, freeze_moving_stats=None, inplace=False):
     Keras 3 lets `fit()` override the recorded `training=False`, and the
     moving statistics of `base_model` drift; after patching they do not.
 
+    Where a graph calls a layer or nested model with `training=False` and
+    every BN layer it holds is now frozen, the recorded argument is
+    dropped: the frozen layers do its work, and Keras 3.16 would otherwise
+    pass it on to every layer called after it (the head's Dropout and BN
+    layers would stop training). A recorded `training=None` is dropped
+    wherever the installed Keras runs it in inference mode under `fit()`
+    (Keras 3.16): it means "as the caller says", which a missing argument
+    means on every Keras.
+
+    The Keras transfer-learning guide's code needs one line: patch the
+    model you fit, once it is built, in place:
+    `frozen_bn.patch_model(model, inplace=True)`. The guide's later
+    `base_model.trainable = True` then reaches the patched layers. A base
+    patched before the outer model was built, or a copy whose original's
+    `trainable` flags change afterwards, is reported with a warning when
+    `fit()` starts.
+
+    On Keras <= 3.15 a layer whose `call` defaults to `training=True` (an
+    augmentation layer) puts every later layer in training mode in a call
+    without `training` (`model(x)`, `model.export`): patching warns with
+    the BN layers that such a call trains (see
+    `frozen_bn._training_arg.plain_call_in_training_mode`) but keeps the
+    graph as it is, since `fit()` and `predict()` are right; serve such a
+    model with `training=False`, or export it with `frozen_bn.export`.
+
     Patching is idempotent: patching a patched model changes nothing.
 
     Args:
@@ -103,8 +129,12 @@ def patch_model(model, *, freeze_moving_stats=None, inplace=False):
     Example:
 
     >>> base = keras.applications.MobileNetV2(weights=None, include_top=False)
-    >>> base = frozen_bn.patch_model(base)
-    >>> base.trainable = False  # now truly frozen, also under fit()
+    >>> base.trainable = False
+    >>> inputs = keras.Input((224, 224, 3))
+    >>> x = base(inputs, training=False)
+    >>> x = keras.layers.GlobalAveragePooling2D()(x)
+    >>> model = keras.Model(inputs, keras.layers.Dense(1)(x))
+    >>> frozen_bn.patch_model(model, inplace=True)  # frozen under fit()
     """
     check_model(model)
     flavor = _flavors.flavor_of(model)
@@ -112,12 +142,13 @@ def patch_model(model, *, freeze_moving_stats=None, inplace=False):
     bn_names = [layer.name for layer in _walk.batch_norm_layers(model)]
     rule = _freeze_rule(freeze_moving_stats, bn_names)
     target = model if inplace else flavor.copy_model(model)
+    reading = ModelReading(target)
     called_in_inference = {
-        id(layer) for layer in _walk.called_in_inference_mode(target)
+        id(layer) for layer in reading.called_in_inference_mode()
     }
     ours = tuple(flavor.patched_classes.values())
     foreign = []
-    for layer in _walk.batch_norm_layers(target):
+    for layer in reading.batch_norms:
         patched_class = flavor.patched_classes.get(type(layer))
         if patched_class is not None:
             patched_class._adopt(layer)
@@ -127,6 +158,8 @@ def patch_model(model, *, freeze_moving_stats=None, inplace=False):
         auto = id(layer) in called_in_inference
         layer.freeze_moving_stats = rule(layer, auto)
     target = flavor.finish_patch(target)
+    if not inplace and flavor is _flavors.KERAS_3:
+        _placement.remember_copy(model, target)
     if not bn_names:
         _warn(f"`model` ({model.name!r}) has no BatchNormalization layer.")
     if foreign:

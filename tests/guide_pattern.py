@@ -18,17 +18,32 @@ _RELEASE = tuple(int(part) for part in keras.version().split(".")[:2])
 # after it in the same forward pass.
 HONOURS_TRAINING_FALSE = _RELEASE >= (3, 16)
 LEAKS_TRAINING_FALSE = _RELEASE >= (3, 16)
+# Keras 3.16 also runs a call recorded with `training=None` in inference
+# mode under `fit()` (3.15 in training mode), and no longer lets a layer's
+# `training=True` default reach the layers after it in a call without
+# `training` (keras-team/keras#23166).
+HONOURS_TRAINING_NONE = _RELEASE >= (3, 16)
+SPREADS_TRAINING_DEFAULT = _RELEASE < (3, 16)
+# Keras <= 3.15 runs a JAX training step through `Model.call`, outside the
+# call context that tells a layer which model is being fitted.
+FIT_CALL_CONTEXT_NAMES_THE_MODEL = not (
+    keras.backend.backend() == "jax" and _RELEASE < (3, 16)
+)
 
 
-def guide_model():
-    """`inputs -> BN -> base(training=False) -> BN -> Dropout -> Dense`."""
+def guide_model(recorded=False):
+    """`inputs -> BN -> base(training=recorded) -> BN -> Dropout -> Dense`.
+
+    `recorded=None` is what code that forwards its own `training` argument
+    records.
+    """
     base_inputs = keras.Input((4,))
     x = keras.layers.Dense(4, name="base_dense")(base_inputs)
     x = keras.layers.BatchNormalization(name="base_bn")(x)
     base = keras.Model(base_inputs, x, name="base")
     inputs = keras.Input((4,))
     x = keras.layers.BatchNormalization(name="before_bn")(inputs)
-    x = base(x, training=False)
+    x = base(x, training=recorded)
     x = keras.layers.BatchNormalization(name="after_bn")(x)
     x = keras.layers.Dropout(0.5, name="after_dropout")(x)
     outputs = keras.layers.Dense(1, name="head")(x)
@@ -68,3 +83,17 @@ def dropout_rate_in_training(model):
     x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
     outputs = keras.ops.convert_to_numpy(upto_dropout(x, training=True))
     return float(np.mean(outputs == 0.0))
+
+
+def augmented_conv_net():
+    """`RandomFlip -> Conv2D -> BN -> pooling -> Dense`, the BN's moving
+    mean far from its inputs' mean: a model with augmentation inside."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.RandomFlip("horizontal", name="flip")(inputs)
+    x = keras.layers.Conv2D(4, 3, name="conv")(x)
+    bn = keras.layers.BatchNormalization(name="bn")
+    x = bn(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(x))
+    bn.moving_mean.assign(np.full((4,), 3.0, "float32"))
+    return model

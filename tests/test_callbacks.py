@@ -286,6 +286,51 @@ def test_guard_raises_on_the_guide_pattern_where_fit_overrides_it():
         fit_guide_model(model, [FrozenStatisticsGuard(on_change="raise")])
 
 
+def guard_messages(model, x, y):
+    """The advice a `FrozenStatisticsGuard` gives over one epoch.
+
+    Modes that are wrong although no frozen statistics move are warned
+    about with a `UserWarning`, whatever `on_change` says.
+    """
+    model.compile(optimizer="sgd", loss="mse")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(
+            x,
+            y,
+            batch_size=16,
+            epochs=1,
+            callbacks=[FrozenStatisticsGuard(on_change="raise")],
+            verbose=0,
+        )
+    return [str(w.message) for w in caught if w.category is UserWarning]
+
+
+def test_guard_reports_layers_meant_to_train_that_fit_switches_off():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = rng.normal(size=(32, 1)).astype("float32")
+
+    messages = guard_messages(guide_pattern.guide_model(None), x, y)
+
+    switched_off = [m for m in messages if "meant to train" in m]
+    if guide_pattern.HONOURS_TRAINING_NONE:
+        [message] = switched_off
+        assert "base_bn, after_bn, after_dropout" in message
+    else:
+        assert switched_off == []
+
+
+def test_guard_names_the_bn_a_plain_call_trains():
+    x = images(32)
+    y = np.zeros((32, 1), "float32")
+
+    messages = guard_messages(guide_pattern.augmented_conv_net(), x, y)
+
+    named = [m for m in messages if "bn (after flip)" in m]
+    assert len(named) == int(guide_pattern.SPREADS_TRAINING_DEFAULT)
+
+
 def test_guard_warns_how_far_the_statistics_moved():
     model = guide_model(patched=False)
     base_bn = model.get_layer("base").get_layer("base_bn")

@@ -12,6 +12,7 @@ import pytest
 
 import frozen_bn
 from frozen_bn import _walk, cli
+from tests.guide_pattern import SPREADS_TRAINING_DEFAULT, augmented_conv_net
 from tests.helpers import all_weights, assert_weights_bitwise_equal
 
 
@@ -221,3 +222,15 @@ def test_inspect_prints_the_stage_table_before_the_batch_norm_table(
     assert re.search(r"^stage0 .* 1 frozen$", stage_table, re.M)
     assert re.search(r"^stage1 .* 1 frozen$", stage_table, re.M)
     assert batch_norm_part.startswith(f"{path}: 2 BatchNormalization layers")
+
+
+def test_inspect_names_the_layer_that_trains_a_bn_in_a_plain_call(
+    tmp_path, capsys
+):
+    path = str(tmp_path / "augmented.keras")
+    augmented_conv_net().save(path)
+
+    assert cli.main(["inspect", path]) == 0
+
+    out = capsys.readouterr().out
+    assert ("bn (after flip)" in out) is SPREADS_TRAINING_DEFAULT

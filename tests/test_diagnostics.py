@@ -12,7 +12,14 @@ import frozen_bn
 from frozen_bn import _fit_behaviour, _verdict, cli
 from frozen_bn._walk import batch_norm_layers
 from tests import keras_hub_models
-from tests.guide_pattern import HONOURS_TRAINING_FALSE, LEAKS_TRAINING_FALSE
+from tests.guide_pattern import (
+    HONOURS_TRAINING_FALSE,
+    HONOURS_TRAINING_NONE,
+    LEAKS_TRAINING_FALSE,
+    SPREADS_TRAINING_DEFAULT,
+    augmented_conv_net,
+    guide_model,
+)
 from tests.helpers import (
     all_weights,
     assert_weights_bitwise_equal,
@@ -402,6 +409,53 @@ def test_report_names_the_layers_a_leak_switches_off():
         "head_bn": _fit_behaviour.BATCH_STATISTICS,
         "frozen_bn": _fit_behaviour.FROZEN,
     }
+
+
+def test_fit_behaviour_follows_a_recorded_none_as_the_release_does():
+    switched = (
+        _fit_behaviour.SWITCHED_OFF
+        if HONOURS_TRAINING_NONE
+        else _fit_behaviour.BATCH_STATISTICS
+    )
+
+    assert behaviours(guide_model(recorded=None)) == {
+        "before_bn": _fit_behaviour.BATCH_STATISTICS,
+        "base_bn": switched,
+        "after_bn": switched,
+    }
+
+
+def test_report_names_the_bn_a_plain_call_trains_and_its_cause():
+    report = frozen_bn.diagnose(augmented_conv_net(), images(32), verbose=0)
+
+    expected = [("bn", "flip")] if SPREADS_TRAINING_DEFAULT else []
+    assert report.plain_call_training == expected
+    assert "flip" in report.gap_sources
+    assert any("bn (after flip)" in r for r in report.reasons) is bool(expected)
+
+
+def test_a_gap_from_dropout_alone_does_not_blame_batch_norm():
+    inputs = keras.Input((16,))
+    x = keras.layers.Dense(16, name="dense")(inputs)
+    x = keras.layers.Dropout(0.9, name="dropout")(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(x))
+    x = np.random.default_rng(0).normal(size=(64, 16)).astype("float32")
+
+    report = frozen_bn.diagnose(model, x, verbose=0)
+
+    assert report.output_gap >= _verdict.OUTPUT_GAP
+    assert report.gap_sources == ["dropout"]
+    assert report.verdict.startswith("Training and inference mode differ.")
+    assert "the gap comes from dropout" in report.fix
+
+
+def test_note_on_dropout_agrees_with_what_fit_will_do():
+    report = frozen_bn.diagnose(guide_model(), np.ones((32, 4)), verbose=0)
+
+    [note] = [n for n in report.notes if "after_dropout" in n]
+    assert ("fit() will run after_dropout in inference mode" in note) is (
+        LEAKS_TRAINING_FALSE
+    )
 
 
 # The report

@@ -10,6 +10,7 @@ import pytest
 
 import frozen_bn
 from frozen_bn import _training_arg, _walk
+from frozen_bn._reading import ModelReading
 from tests import guide_pattern, keras_hub_models
 from tests.helpers import (
     ConvBlock,
@@ -312,7 +313,7 @@ def test_patching_keeps_a_training_false_it_cannot_take_over():
 
     # The base's BN still trains, so its recorded training=False stays,
     # and where it leaks, patch_model names the layers it switches off.
-    assert _walk.called_in_inference_mode(patched) == [
+    assert ModelReading(patched).called_in_inference_mode() == [
         patched.get_layer("base").get_layer("base_bn")
     ]
     leak_warnings = [
@@ -681,3 +682,29 @@ def test_model_whose_config_does_not_rebuild_it_raises_value_error():
 
     with pytest.raises(ValueError, match="inplace=True"):
         frozen_bn.patch_model(model)
+
+
+def test_patch_drops_a_recorded_none_that_fit_runs_in_inference_mode():
+    patched = frozen_bn.patch_model(guide_pattern.guide_model(recorded=None))
+
+    [base_call] = [
+        call
+        for call in ModelReading(patched).calls
+        if call.layer.name == "base"
+    ]
+    expected = (
+        _walk.NOT_RECORDED if guide_pattern.HONOURS_TRAINING_NONE else None
+    )
+    assert base_call.training is expected
+    assert _training_arg.switched_off_by_leak(patched) == []
+    moved = guide_pattern.moved_under_fit(patched)
+    assert moved == {"before_bn": True, "base_bn": True, "after_bn": True}
+
+
+def test_patch_warns_about_the_bn_a_plain_call_trains():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frozen_bn.patch_model(guide_pattern.augmented_conv_net())
+
+    named = [w for w in caught if "bn (after flip)" in str(w.message)]
+    assert len(named) == int(guide_pattern.SPREADS_TRAINING_DEFAULT)

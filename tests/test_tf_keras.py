@@ -17,6 +17,7 @@ tf_keras = pytest.importorskip("tf_keras")
 import frozen_bn  # noqa: E402
 from frozen_bn import _walk  # noqa: E402
 from frozen_bn import tf_keras as frozen_tf_keras  # noqa: E402
+from frozen_bn._reading import ModelReading  # noqa: E402
 from tests.helpers import (  # noqa: E402
     all_weights,
     assert_weights_bitwise_equal,
@@ -197,7 +198,7 @@ def test_called_in_inference_mode_freezes_moving_stats():
     x = base(inputs, training=False)
     x = STOCK_V2(name="head_bn")(x)
     model = tf_keras.Model(inputs, x)
-    assert _walk.called_in_inference_mode(model) == [base.layers[0]]
+    assert ModelReading(model).called_in_inference_mode() == [base.layers[0]]
     patched = frozen_bn.patch_model(model)
     flags = {
         layer.name: layer.freeze_moving_stats

@@ -15,27 +15,38 @@ def _run_inspect(args):
         COLUMNS,
         BatchNormRow,
         fit_behaviours,
+        plain_call_pairs,
         switched_off_layers,
     )
     from frozen_bn._freeze_summary import freeze_summary
+    from frozen_bn._reading import ModelReading
     from frozen_bn._text import format_table
 
     model = load_model_file(args.model)
+    reading = ModelReading(model)
     print(f"{args.model}: stages")
     print(freeze_summary(model).to_text() + "\n")
     rows = [
         BatchNormRow.of(layer, behaviour).cells()
-        for layer, behaviour in fit_behaviours(model)
+        for layer, behaviour in fit_behaviours(reading)
     ]
     print(f"{args.model}: {len(rows)} BatchNormalization layers")
     if rows:
         print("\n".join(format_table(COLUMNS, rows)))
-    switched_off = switched_off_layers(model)
+    switched_off = switched_off_layers(reading)
     if switched_off:
         print(
-            "\nfit() keeps these layers in inference mode, because an "
-            "earlier call was recorded with training=False (Keras 3.16): "
-            + ", ".join(layer.name for layer in switched_off)
+            "\nfit() keeps these layers in inference mode, because a call "
+            "was recorded with training=False or training=None (Keras "
+            "3.16): " + ", ".join(layer.name for layer in switched_off)
+        )
+    spread = plain_call_pairs(reading)
+    if spread:
+        print(
+            "\nA call without training (model(x), an exported model) runs "
+            "these layers in training mode, because a layer before them "
+            "defaults to training=True (Keras <= 3.15): "
+            + ", ".join(f"{bn.name} (after {c.name})" for bn, c in spread)
         )
     return EXIT_OK
 

@@ -17,6 +17,7 @@ import tf_keras
 import frozen_bn
 from frozen_bn import _copying, _runtime, _walk
 from frozen_bn import tf_keras as frozen_tf_keras
+from frozen_bn._reading import ModelReading
 from tests.helpers import (
     all_weights,
     assert_weights_bitwise_equal,
@@ -214,7 +215,7 @@ def test_called_in_inference_mode_freezes_moving_stats():
     inputs = tf_keras.Input((8, 8, 3))
     x = base(inputs, training=False)
     model = tf_keras.Model(inputs, STOCK_V1(name="head_bn")(x))
-    assert _walk.called_in_inference_mode(model) == [base.layers[0]]
+    assert ModelReading(model).called_in_inference_mode() == [base.layers[0]]
     flags = {
         layer.name: layer.freeze_moving_stats
         for layer in _walk.batch_norm_layers(frozen_bn.patch_model(model))
