@@ -146,9 +146,11 @@ class DiagnosisReport:
 
         Returns:
             A `matplotlib.figure.Figure` with three axes: the standardized
-            mean shift of each layer, its variance ratio (log scale), both
-            in model order with the thresholds drawn, and the metrics in
-            training vs inference mode.
+            mean shift and the variance ratio (log scale) of the 25 most
+            drifted layers, worst first, as horizontal bars coloured by
+            the layer's flag (at risk, drifted, within thresholds), with
+            the thresholds drawn; and the metrics in training vs inference
+            mode (the output gap without labels).
         """
         from frozen_bn._report_figure import report_figure
 
