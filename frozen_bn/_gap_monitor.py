@@ -9,6 +9,7 @@ written into the epoch's logs.
 
 from frozen_bn import _diagnosis_data, _mode_gap
 from frozen_bn._checks import check_positive_int, check_verbose
+from frozen_bn._epoch_line import EpochLine
 
 GAP = "mode_gap"
 TRAINING_ACCURACY = "training_mode_accuracy"
@@ -34,6 +35,7 @@ class ModeGapMonitorCallback:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.max_gap = max_gap
         self.verbose = check_verbose(verbose)
+        self._line = EpochLine("ModeGapMonitor")
         self._labels = None
         self._comparison = None
 
@@ -42,6 +44,12 @@ class ModeGapMonitorCallback:
         if self.y is not None:
             self._labels = _diagnosis_data.check_labels(self.y, samples)
         self._comparison = _mode_gap.ModeComparison(self.model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._line.print()
+
+    def on_train_end(self, logs=None):
+        self._line.print()
 
     def on_epoch_end(self, epoch, logs=None):
         _, gap = self._comparison.run(
@@ -55,8 +63,8 @@ class ModeGapMonitorCallback:
         if self.max_gap is not None and gap.output_gap >= self.max_gap:
             self.model.stop_training = True
             if self.verbose:
-                print(
-                    f"Epoch {epoch + 1}: training and inference mode are "
+                self._line.hold(
+                    f"epoch {epoch + 1}: training and inference mode are "
                     f"{gap.output_gap:.3g} apart (max_gap={self.max_gap:g}): "
                     "stopping training."
                 )
