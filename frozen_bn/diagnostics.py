@@ -142,7 +142,8 @@ class DiagnosisReport:
     def plot(self):
         """Per-layer drift bars and train vs inference metrics.
 
-        Needs matplotlib (`pip install 'frozen_bn[plot]'`).
+        Needs matplotlib (`pip install matplotlib`, or the `plot` extra:
+        `pip install '.[plot]'` in a clone of frozen_bn).
 
         Returns:
             A `matplotlib.figure.Figure` with three axes: the standardized
