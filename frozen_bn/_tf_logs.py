@@ -82,21 +82,30 @@ def obey_level():
 
 
 class _TensorFlowFinder(importlib.abc.MetaPathFinder):
-    """Finds `tensorflow` once, as usual, with a loader that filters."""
+    """Finds `tensorflow` as usual, with a loader that filters; leaves
+    `sys.meta_path` when TensorFlow is imported (a mere `find_spec`, as
+    `importlib.util.find_spec("tensorflow")` makes, keeps it waiting)."""
+
+    def __init__(self):
+        self._finding = False
 
     def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
+        if name != "tensorflow" or self._finding:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        self._finding = True  # The search below asks this finder too.
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._finding = False
         if spec is not None and spec.loader is not None:
-            spec.loader = _FilteredLoader(spec.loader)
+            spec.loader = _FilteredLoader(spec.loader, self)
         return spec
 
 
 class _FilteredLoader(importlib.abc.Loader):
-    def __init__(self, loader):
+    def __init__(self, loader, finder):
         self._loader = loader
+        self._finder = finder
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
@@ -105,6 +114,8 @@ class _FilteredLoader(importlib.abc.Loader):
         return getattr(self._loader, name)
 
     def exec_module(self, module):
+        if self._finder in sys.meta_path:
+            sys.meta_path.remove(self._finder)
         with _filtered_stderr(_level()):
             self._loader.exec_module(module)
 
