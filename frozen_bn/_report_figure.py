@@ -136,7 +136,8 @@ def _plain(value):
 def _plot_metrics(axes, report):
     axes.set_title("training vs\ninference mode")
     if report.inference is None:
-        axes.bar([0], [report.output_gap], color="tab:purple")
+        bars = axes.bar([0], [report.output_gap], color="tab:purple")
+        axes.bar_label(bars, fmt="%.2f")
         axes.axhline(OUTPUT_GAP, color="gray", linestyle="--")
         axes.set_xticks([0], ["output gap (std)"])
         return

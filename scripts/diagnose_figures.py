@@ -5,7 +5,7 @@ Usage: python scripts/diagnose_figures.py [OUT_DIR]  (default: docs/)
 Each architecture (`keras.applications`, `weights=None`: nothing is
 downloaded) gets its moving statistics from `frozen_bn.recalibrate` on
 digits 0-4 of scikit-learn's `load_digits`, as a pretrained model has
-them from its source data; its first two stages are frozen
+them from its source data; its first stage is frozen
 (`frozen_bn.freeze`), and it is diagnosed on digits 5-9 drawn brighter and
 with less contrast, a shifted target: the frozen layers that drifted are
 drawn as drifted, those that will train as at risk. The figures go through
@@ -48,7 +48,9 @@ def main(out_dir):
         for name, architecture in ARCHITECTURES.items():
             model = architecture(weights=None, input_shape=(SIZE, SIZE, 3))
             frozen_bn.recalibrate(model, source, verbose=0)
-            model = frozen_bn.freeze(frozen_bn.patch_model(model), stages=2)
+            model = frozen_bn.freeze(
+                frozen_bn.patch_model(model), stages=1, batch_norm="train"
+            )
             path = os.path.join(work, f"{name}.keras")
             model.save(path)
             plot = os.path.join(out_dir, f"diagnose-{name}.png")
