@@ -7,6 +7,10 @@ A mixin: listed before `keras.callbacks.Callback` (Keras 3) or
 written into the epoch's logs.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from frozen_bn import _diagnosis_data, _mode_gap
 from frozen_bn._checks import check_positive_int, check_verbose
 from frozen_bn._epoch_line import EpochLine
@@ -19,7 +23,15 @@ INFERENCE_ACCURACY = "inference_mode_accuracy"
 class ModeGapMonitorCallback:
     """Logs the gap between training and inference mode every epoch."""
 
-    def __init__(self, x, y=None, *, batch_size=32, max_gap=None, verbose=0):
+    def __init__(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        batch_size: int = 32,
+        max_gap: float | None = None,
+        verbose: int = 0,
+    ) -> None:
         super().__init__()
         if max_gap is not None and (
             isinstance(max_gap, bool)

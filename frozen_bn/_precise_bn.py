@@ -13,7 +13,11 @@ when they are lent, and kept for as long as the weights stay bitwise the
 same (a fingerprint of the trainable variables), not recomputed.
 """
 
+from __future__ import annotations
+
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from frozen_bn import _moving_stats, _variable_values
 from frozen_bn._checks import check_positive_int, check_verbose
@@ -36,14 +40,14 @@ class PreciseBNCallback:
 
     def __init__(
         self,
-        data,
+        data: Any,
         *,
-        steps=None,
-        layers=None,
-        batch_size=32,
-        freq=1,
-        verbose=0,
-    ):
+        steps: int | None = None,
+        layers: Sequence[Any] | None = None,
+        batch_size: int = 32,
+        freq: int = 1,
+        verbose: int = 0,
+    ) -> None:
         super().__init__()
         if hasattr(data, "__next__"):
             raise TypeError(

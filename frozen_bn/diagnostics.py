@@ -9,9 +9,12 @@ its moving statistics, and each layer is told apart by how `fit()` will run
 it.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import math
 import warnings
+from typing import TYPE_CHECKING, Any
 
 from frozen_bn import (
     _diagnosis_data,
@@ -28,6 +31,10 @@ from frozen_bn._fit_behaviour import (
 from frozen_bn._report_text import report_text
 from frozen_bn._verdict import drift, is_at_risk, is_drifted, judge
 from frozen_bn._walk import iter_layers
+
+if TYPE_CHECKING:
+    import keras
+    import matplotlib.figure
 
 
 @dataclasses.dataclass
@@ -117,7 +124,7 @@ class DiagnosisReport:
     switched_off: list = dataclasses.field(default_factory=list)
 
     @property
-    def verdict(self):
+    def verdict(self) -> str:
         """The verdict in plain words."""
         if not self.flagged:
             return (
@@ -129,17 +136,17 @@ class DiagnosisReport:
             self.reasons
         )
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """The report as a JSON-serializable dict (NaN becomes `None`)."""
         data = dataclasses.asdict(self)
         data["verdict"] = self.verdict
         return _json_safe(data)
 
-    def to_text(self):
+    def to_text(self) -> str:
         """The report as an aligned table and the verdict, for printing."""
         return report_text(self)
 
-    def plot(self):
+    def plot(self) -> matplotlib.figure.Figure:
         """Per-layer drift bars and train vs inference metrics.
 
         Needs matplotlib (`pip install matplotlib`, or the `plot` extra:
@@ -158,7 +165,14 @@ class DiagnosisReport:
         return report_figure(self)
 
 
-def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
+def diagnose(
+    model: keras.Model,
+    x: Any,
+    y: Any = None,
+    *,
+    batch_size: int = 32,
+    verbose: int | str = "auto",
+) -> DiagnosisReport:
     """Detects out-of-scale BatchNormalization statistics in a model.
 
     The detection method of the 2018 "Keras BN layer is broken" experiment
