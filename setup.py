@@ -35,9 +35,11 @@ EXTRAS["dev"] = (
     EXTRAS["all"]
     + EXTRAS["docs"]
     + [
+        "build>=1.2",  # scripts/check_package.py
         "h5py>=3.10",
         "hypothesis>=6.100",
         "keras-hub==0.32.0",  # pinned: its image backbones are test fixtures
+        "mypy==2.4.1",  # pinned: CI's type check must not drift
         "pytest>=8",
         "ruff==0.17.6",  # pinned: CI lint must not drift
     ]

@@ -5,13 +5,17 @@ layers extend different stock classes; this mixin, listed before the stock
 class, gives both the same argument, property, check and config entry.
 """
 
+from typing import Any
+
 from frozen_bn._checks import check_bool
 
 
 class FreezeMovingStatsArgument:
     """Adds `freeze_moving_stats` to a BatchNormalization class."""
 
-    def __init__(self, *args, freeze_moving_stats=False, **kwargs):
+    def __init__(
+        self, *args: Any, freeze_moving_stats: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.freeze_moving_stats = freeze_moving_stats
 

@@ -1,14 +1,20 @@
 """The stage table of a model: what is frozen, what trains, what BN does."""
 
+from __future__ import annotations
+
 import collections
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
 from frozen_bn import _walk
 from frozen_bn._checks import check_model
 from frozen_bn._fit_behaviour import fit_behaviours
 from frozen_bn._text import format_table
 from frozen_bn.architecture import stages
+
+if TYPE_CHECKING:
+    import keras
 
 # The columns of `FreezeSummary.to_text()`.
 COLUMNS = ("stage", "layers", "trainable", "frozen", "BN under fit()")
@@ -55,13 +61,13 @@ class FreezeSummary:
 
     rows: tuple
 
-    def to_text(self):
+    def to_text(self) -> str:
         """The rows as an aligned text table."""
         cells = [row.cells() for row in self.rows]
         return "\n".join(format_table(COLUMNS, cells, numeric={1, 2, 3}))
 
 
-def freeze_summary(model):
+def freeze_summary(model: keras.Model) -> FreezeSummary:
     """What `fit()` will train in each stage of `model`.
 
     One row per stage of `frozen_bn.stages(model)`: its layers, its

@@ -7,8 +7,13 @@ A mixin: listed before `keras.callbacks.Callback` (Keras 3) or
 written into the epoch's logs.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from frozen_bn import _diagnosis_data, _mode_gap
 from frozen_bn._checks import check_positive_int, check_verbose
+from frozen_bn._epoch_line import EpochLine
 
 GAP = "mode_gap"
 TRAINING_ACCURACY = "training_mode_accuracy"
@@ -18,7 +23,15 @@ INFERENCE_ACCURACY = "inference_mode_accuracy"
 class ModeGapMonitorCallback:
     """Logs the gap between training and inference mode every epoch."""
 
-    def __init__(self, x, y=None, *, batch_size=32, max_gap=None, verbose=0):
+    def __init__(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        batch_size: int = 32,
+        max_gap: float | None = None,
+        verbose: int = 0,
+    ) -> None:
         super().__init__()
         if max_gap is not None and (
             isinstance(max_gap, bool)
@@ -34,6 +47,7 @@ class ModeGapMonitorCallback:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.max_gap = max_gap
         self.verbose = check_verbose(verbose)
+        self._line = EpochLine("ModeGapMonitor")
         self._labels = None
         self._comparison = None
 
@@ -42,6 +56,12 @@ class ModeGapMonitorCallback:
         if self.y is not None:
             self._labels = _diagnosis_data.check_labels(self.y, samples)
         self._comparison = _mode_gap.ModeComparison(self.model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._line.print()
+
+    def on_train_end(self, logs=None):
+        self._line.print()
 
     def on_epoch_end(self, epoch, logs=None):
         _, gap = self._comparison.run(
@@ -55,8 +75,8 @@ class ModeGapMonitorCallback:
         if self.max_gap is not None and gap.output_gap >= self.max_gap:
             self.model.stop_training = True
             if self.verbose:
-                print(
-                    f"Epoch {epoch + 1}: training and inference mode are "
+                self._line.hold(
+                    f"epoch {epoch + 1}: training and inference mode are "
                     f"{gap.output_gap:.3g} apart (max_gap={self.max_gap:g}): "
                     "stopping training."
                 )

@@ -13,8 +13,15 @@ when they are lent, and kept for as long as the weights stay bitwise the
 same (a fingerprint of the trainable variables), not recomputed.
 """
 
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
 from frozen_bn import _moving_stats, _variable_values
 from frozen_bn._checks import check_positive_int, check_verbose
+from frozen_bn._epoch_line import EpochLine
 from frozen_bn._fit_behaviour import (
     BATCH_STATISTICS,
     OVERRIDDEN,
@@ -33,14 +40,14 @@ class PreciseBNCallback:
 
     def __init__(
         self,
-        data,
+        data: Any,
         *,
-        steps=None,
-        layers=None,
-        batch_size=32,
-        freq=1,
-        verbose="auto",
-    ):
+        steps: int | None = None,
+        layers: Sequence[Any] | None = None,
+        batch_size: int = 32,
+        freq: int = 1,
+        verbose: int = 0,
+    ) -> None:
         super().__init__()
         if hasattr(data, "__next__"):
             raise TypeError(
@@ -55,7 +62,8 @@ class PreciseBNCallback:
         self.layers = layers
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.freq = check_positive_int(freq, "freq")
-        self.verbose = verbose if verbose == "auto" else check_verbose(verbose)
+        self.verbose = check_verbose(verbose)
+        self._line = EpochLine("PreciseBN")
         self._forget()
 
     def on_train_begin(self, logs=None):
@@ -76,6 +84,7 @@ class PreciseBNCallback:
         self._probe = recalibration_probe(self.model, self._layers)
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._line.print()
         self._epoch = epoch
         self._give_back()
 
@@ -94,6 +103,7 @@ class PreciseBNCallback:
         # The model that `fit()` returns keeps statistics of its weights
         # (the averaged ones, with `use_ema=True`).
         self._lend()
+        self._line.print()
         self._forget()
 
     def _forget(self):
@@ -119,17 +129,21 @@ class PreciseBNCallback:
         if self._measured[0] == fingerprint:
             _variable_values.assign(statistics, self._measured[1])
             return
+        start = time.perf_counter()
         measured = self._probe.run(
-            self.data,
-            steps=self.steps,
-            batch_size=self.batch_size,
-            verbose=self._verbosity(),
+            self.data, steps=self.steps, batch_size=self.batch_size, verbose=0
         )
         _moving_stats.write(
             self._layers, [(m.mean, m.variance) for m in measured]
         )
         # Kept as the variables hold them: lending them again is one assign.
         self._measured = (fingerprint, _variable_values.snapshot(statistics))
+        if self.verbose:
+            self._line.hold(
+                f"epoch {self._epoch + 1}: statistics of "
+                f"{len(self._layers)} layers recomputed in "
+                f"{time.perf_counter() - start:.1f}s"
+            )
 
     def _give_back(self):
         """Puts back the statistics training had when they were lent."""
@@ -139,8 +153,3 @@ class PreciseBNCallback:
                 self._training_statistics,
             )
             self._training_statistics = None
-
-    def _verbosity(self):
-        if self.verbose == "auto":  # As `fit()` shows its own progress.
-            return check_verbose((self.params or {}).get("verbose", 1))
-        return self.verbose

@@ -16,6 +16,8 @@ runs in training mode), from how `fit()` will run each layer
 stored statistics with those it recorded at the start.
 """
 
+from __future__ import annotations
+
 import warnings
 
 from frozen_bn import _moving_stats
@@ -45,7 +47,9 @@ class FrozenStatisticsError(RuntimeError):
 class FrozenStatisticsGuardCallback:
     """Checks that frozen BN layers keep their statistics during `fit()`."""
 
-    def __init__(self, *, on_change="warn", freq="epoch"):
+    def __init__(
+        self, *, on_change: str = "warn", freq: str | int = "epoch"
+    ) -> None:
         super().__init__()
         if on_change not in _ACTIONS:
             raise ValueError(
@@ -61,8 +65,8 @@ class FrozenStatisticsGuardCallback:
             )
         self.on_change = on_change
         self.freq = freq
-        self._layers = []
-        self._recorded = []
+        self._layers: list = []
+        self._recorded: list = []
 
     def on_train_begin(self, logs=None):
         reading = ModelReading(self.model)

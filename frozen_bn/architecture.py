@@ -7,12 +7,18 @@ keras.applications families, by the pyramid levels of a keras-hub backbone,
 and by changes of spatial resolution for any other graph.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
 from frozen_bn import _stage_rules
 from frozen_bn._checks import check_model
 from frozen_bn._text import format_table
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +52,7 @@ class Stage:
     parameters: int
 
 
-def stages(model):
+def stages(model: keras.Model) -> list[Stage]:
     """The stages of `model`: its layers in the groups its architecture defines.
 
     Every layer of `model.layers` (what `model.summary()` lists, input
@@ -136,7 +142,7 @@ def stages(model):
         or _stage_rules.by_family(layers)
         or _stage_rules.by_resolution(layers)
     )
-    counted = set()
+    counted: set[int] = set()
     result = []
     for index, (name, group) in enumerate(groups):
         weights = [

@@ -1,6 +1,9 @@
 """Runs a frozen base over data once and keeps its outputs for training."""
 
+from __future__ import annotations
+
 import os
+from typing import Any
 
 import keras
 import numpy as np
@@ -9,7 +12,14 @@ from frozen_bn._checks import check_model, check_verbose
 from frozen_bn._data import iter_input_batches
 
 
-def cache_features(base, data, *, batch_size=32, path=None, verbose="auto"):
+def cache_features(
+    base: keras.Model,
+    data: Any,
+    *,
+    batch_size: int = 32,
+    path: str | os.PathLike | None = None,
+    verbose: int | str = "auto",
+) -> np.ndarray | list[np.ndarray]:
     """Runs `base` once over `data` in inference mode and keeps its outputs.
 
     Pair it with `split_model`: train the head on the returned features

@@ -71,8 +71,9 @@ class PreciseBN(PreciseBNCallback, keras.callbacks.Callback):
             the statistics of its batch during the pass, as in training.
         freq: Recompute every `freq` epochs (validation and checkpoints of
             other epochs see the training statistics). Defaults to 1.
-        verbose: `"auto"`, 0, 1 or 2: a progress bar of each pass, as
-            `fit()` shows its own (`"auto"`), or as for `fit()`.
+        verbose: 0 (default: silent) or 1: one line, `PreciseBN: ...`,
+            for each epoch that recomputed statistics, printed below
+            Keras's own line for that epoch.
 
     Reference:
     - [Wu and Johnson, 2021](https://arxiv.org/abs/2105.07576) (PreciseBN,
@@ -159,7 +160,8 @@ class ModeGapMonitor(ModeGapMonitorCallback, keras.callbacks.Callback):
         batch_size: Batch size of the pass. Defaults to 32.
         max_gap: If given, training stops at the end of the first epoch
             whose `mode_gap` is at least this (`diagnose` flags 0.5).
-        verbose: 0 or 1: whether to say why training stopped.
+        verbose: 0 (default) or 1: whether to say why training stopped,
+            in one line below Keras's own line for that epoch.
 
     Example:
 

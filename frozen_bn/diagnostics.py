@@ -9,9 +9,12 @@ its moving statistics, and each layer is told apart by how `fit()` will run
 it.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import math
 import warnings
+from typing import TYPE_CHECKING, Any
 
 from frozen_bn import (
     _diagnosis_data,
@@ -36,6 +39,10 @@ from frozen_bn._verdict import (
     is_drifted,
     judge,
 )
+
+if TYPE_CHECKING:
+    import keras
+    import matplotlib.figure
 
 
 @dataclasses.dataclass
@@ -137,7 +144,7 @@ class DiagnosisReport:
     gap_sources: list = dataclasses.field(default_factory=list)
 
     @property
-    def verdict(self):
+    def verdict(self) -> str:
         """The verdict in plain words."""
         if not self.flagged:
             return (
@@ -147,33 +154,43 @@ class DiagnosisReport:
             )
         return headline(self) + " " + " ".join(self.reasons)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """The report as a JSON-serializable dict (NaN becomes `None`)."""
         data = dataclasses.asdict(self)
         data["verdict"] = self.verdict
         return _json_safe(data)
 
-    def to_text(self):
+    def to_text(self) -> str:
         """The report as an aligned table and the verdict, for printing."""
         return report_text(self)
 
-    def plot(self):
+    def plot(self) -> matplotlib.figure.Figure:
         """Per-layer drift bars and train vs inference metrics.
 
-        Needs matplotlib (`pip install 'frozen_bn[plot]'`).
+        Needs matplotlib (`pip install matplotlib`, or the `plot` extra:
+        `pip install '.[plot]'` in a clone of frozen_bn).
 
         Returns:
             A `matplotlib.figure.Figure` with three axes: the standardized
-            mean shift of each layer, its variance ratio (log scale), both
-            in model order with the thresholds drawn, and the metrics in
-            training vs inference mode.
+            mean shift and the variance ratio (log scale) of the 25 most
+            drifted layers, worst first, as horizontal bars coloured by
+            the layer's flag (at risk, drifted, within thresholds), with
+            the thresholds drawn; and the metrics in training vs inference
+            mode (the output gap without labels).
         """
         from frozen_bn._report_figure import report_figure
 
         return report_figure(self)
 
 
-def diagnose(model, x, y=None, *, batch_size=32, verbose="auto"):
+def diagnose(
+    model: keras.Model,
+    x: Any,
+    y: Any = None,
+    *,
+    batch_size: int = 32,
+    verbose: int | str = "auto",
+) -> DiagnosisReport:
     """Detects out-of-scale BatchNormalization statistics in a model.
 
     The detection method of the 2018 "Keras BN layer is broken" experiment

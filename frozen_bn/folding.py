@@ -1,5 +1,7 @@
 """Folding BatchNormalization layers into the layer before them."""
 
+from __future__ import annotations
+
 import collections
 import dataclasses
 
@@ -37,7 +39,7 @@ class FoldReport:
     folded: tuple = ()
     kept: tuple = ()
 
-    def to_text(self):
+    def to_text(self) -> str:
         """The report as lines of text, one per BatchNormalization layer."""
         lines = [
             f"Folded {len(self.folded)} BatchNormalization layers, "
@@ -48,7 +50,9 @@ class FoldReport:
         return "\n".join(lines)
 
 
-def fold_batch_norms(model):
+def fold_batch_norms(
+    model: keras.Model,
+) -> tuple[keras.Model, FoldReport]:
     """Folds BatchNormalization layers into the layers before them.
 
     In inference mode a BatchNormalization layer is the fixed per-channel
@@ -101,7 +105,7 @@ def fold_batch_norms(model):
     check_model(model, keras3_only=True, graph=True)
     folds, kept = _plan(model)
     # 2. Clone the graph without the folded BNs.
-    clones = {}
+    clones: dict = {}
     folded_model = _clone(model, folds, clones)
     clones[id(model)] = (model, folded_model)
     # 3. Copy weights and `trainable` flags, parents before children: a

@@ -6,14 +6,23 @@ or a number of stages), and the `freeze_moving_stats` flags of its BN layers
 from one policy; `unfreeze` puts back the flags `freeze` changed.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import reprlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from frozen_bn import _copying, _walk
 from frozen_bn._checks import check_model
 from frozen_bn._freeze_selection import frozen_layers
 from frozen_bn._runtime import is_tf_keras_model
 from frozen_bn.patching import patch_model
+
+if TYPE_CHECKING:
+    import keras
+
+    from frozen_bn.architecture import Stage
 
 # The `batch_norm` policies: for a BN layer in the trainable part, its
 # `(trainable, freeze_moving_stats)`; `None` leaves the flag as it is.
@@ -62,13 +71,13 @@ class _Flags:
 
 
 def freeze(
-    model,
-    up_to=None,
+    model: keras.Model,
+    up_to: str | int | Stage | Callable[[Any], bool] | None = None,
     *,
-    stages=None,
-    batch_norm="freeze_statistics",
-    inplace=False,
-):
+    stages: int | None = None,
+    batch_norm: str = "freeze_statistics",
+    inplace: bool = False,
+) -> keras.Model:
     """Freezes the bottom of `model` for fine-tuning; the rest trains.
 
     The frozen part is given by exactly one of `up_to` and `stages`. Every
@@ -159,7 +168,7 @@ def freeze(
     return target
 
 
-def unfreeze(model, *, inplace=False):
+def unfreeze(model: keras.Model, *, inplace: bool = False) -> keras.Model:
     """Gives back the flags that `freeze` changed.
 
     Every `trainable` and `freeze_moving_stats` flag of the model and of

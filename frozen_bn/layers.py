@@ -1,5 +1,7 @@
 """The Keras 3 BatchNormalization layer that respects being frozen."""
 
+from typing import Any
+
 import keras
 
 from frozen_bn import _placement, _replicas
@@ -102,7 +104,9 @@ class BatchNormalization(
         del self._freeze_moving_stats
         self.__class__ = keras.layers.BatchNormalization
 
-    def call(self, inputs, training=None, mask=None):
+    def call(
+        self, inputs: Any, training: bool | None = None, mask: Any = None
+    ) -> Any:
         if training is not None:  # As fit() and predict() call it.
             _placement.check_fit(training)
         if self.freeze_moving_stats:

@@ -1,11 +1,17 @@
 """Swapping frozen_bn's BatchNormalization into loaded models, and back."""
 
+from __future__ import annotations
+
 import reprlib
 import warnings
+from typing import TYPE_CHECKING
 
 from frozen_bn import _flavors, _placement, _walk
 from frozen_bn._checks import check_model
 from frozen_bn._reading import ModelReading
+
+if TYPE_CHECKING:
+    import keras
 
 
 def _freeze_rule(freeze_moving_stats, bn_names):
@@ -62,7 +68,12 @@ def _warn(message):
     warnings.warn(message, stacklevel=3)
 
 
-def patch_model(model, *, freeze_moving_stats=None, inplace=False):
+def patch_model(
+    model: keras.Model,
+    *,
+    freeze_moving_stats: bool | None = None,
+    inplace: bool = False,
+) -> keras.Model:
     """Makes every BatchNormalization layer of `model` a frozen_bn one.
 
     Each stock `BatchNormalization` layer becomes a
@@ -176,7 +187,7 @@ def patch_model(model, *, freeze_moving_stats=None, inplace=False):
     return target
 
 
-def unpatch_model(model, *, inplace=False):
+def unpatch_model(model: keras.Model, *, inplace: bool = False) -> keras.Model:
     """Turns frozen_bn's BatchNormalization layers back into stock ones.
 
     The inverse of `patch_model`: every frozen_bn layer becomes the stock

@@ -1,15 +1,28 @@
 """Re-estimates BatchNormalization statistics on new data (AdaBN/PreciseBN)."""
 
+from __future__ import annotations
+
 import reprlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from frozen_bn import _moving_stats, _probe
 from frozen_bn._checks import check_model
 from frozen_bn._walk import batch_norm_layers
 
+if TYPE_CHECKING:
+    import keras
+
 
 def recalibrate(
-    model, data, *, steps=None, layers=None, batch_size=32, verbose="auto"
-):
+    model: keras.Model,
+    data: Any,
+    *,
+    steps: int | None = None,
+    layers: Sequence[keras.layers.Layer | str] | None = None,
+    batch_size: int = 32,
+    verbose: int | str = "auto",
+) -> keras.Model:
     """Sets BN moving statistics to the exact statistics of new data.
 
     Transfer learning assumes that the new data looks, to every

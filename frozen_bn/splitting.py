@@ -11,6 +11,8 @@ layers, and `join(base, head)` gives back a model that predicts like the
 original.
 """
 
+from __future__ import annotations
+
 import keras
 
 from frozen_bn import _copying, _walk
@@ -83,7 +85,7 @@ class _Graph:
         return frontier is not None and len(frontier) == 1
 
 
-def cut_points(model):
+def cut_points(model: keras.Model) -> list[str]:
     """Names of the operations after which `model` can be cut at one tensor.
 
     A cut after a layer is a cut point when the layers up to it hand a single
@@ -159,7 +161,7 @@ def _cut_position(model, graph, at):
     )
 
 
-def split_model(model, at):
+def split_model(model: keras.Model, at: str) -> tuple[keras.Model, keras.Model]:
     """Splits `model` after layer `at` into a base and a head.
 
     `head(base(x))` computes `model(x)`: the same layers run in the same
@@ -235,7 +237,9 @@ def _structure(tensors):
     return tensors[0] if len(tensors) == 1 else tensors
 
 
-def join(base, head, *, name=None):
+def join(
+    base: keras.Model, head: keras.Model, *, name: str | None = None
+) -> keras.Model:
     """One model computing `head(base(x))`, e.g. after training the head.
 
     The result calls `base` and `head` as nested models (their layers and

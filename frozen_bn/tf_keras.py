@@ -140,7 +140,7 @@ class _FrozenBatchNormalizationMixin(FreezeMovingStatsArgument):
 
 
 @tf_keras.saving.register_keras_serializable(package="frozen_bn")
-class BatchNormalization(_FrozenBatchNormalizationMixin, _StockV2):
+class BatchNormalization(_FrozenBatchNormalizationMixin, _StockV2):  # type: ignore[valid-type,misc]
     """tf_keras batch normalization that uses its stored statistics when frozen.
 
     A drop-in replacement for `tf_keras.layers.BatchNormalization` with the
@@ -181,7 +181,7 @@ class BatchNormalization(_FrozenBatchNormalizationMixin, _StockV2):
 
 
 @tf_keras.saving.register_keras_serializable(package="frozen_bn")
-class BatchNormalizationV1(_FrozenBatchNormalizationMixin, _StockV1):
+class BatchNormalizationV1(_FrozenBatchNormalizationMixin, _StockV1):  # type: ignore[valid-type,misc]
     """The frozen_bn replacement of tf_keras's V1 BatchNormalization.
 
     `tf.compat.v1` code and models loaded in TF1 graph mode use the V1

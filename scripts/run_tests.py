@@ -20,7 +20,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tests that set up their whole process (TF1 graph mode, two devices): each
-# directory runs only as its own suite, never in the per-backend runs.
+# directory runs only as its own suite, never in the per-backend runs
+# (tests/conftest.py leaves them out unless they are named).
 GRAPH_MODE_TESTS = "tests/graph_mode"
 MULTI_DEVICE_TF_TESTS = "tests/multi_device_tf"
 MULTI_DEVICE_JAX_TESTS = "tests/multi_device_jax"
@@ -31,14 +32,6 @@ MULTI_WORKER_JAX_TESTS = "tests/multi_worker_jax"
 # subprocess of its own on TensorFlow: once is enough, not once per backend.
 DOCS_TESTS = ("tests/test_docs.py", "tests/test_examples.py")
 NIGHTLY_PYTHON = os.path.join(ROOT, ".venv-nightly", "bin", "python")
-SEPARATE_PROCESS_TESTS = (
-    GRAPH_MODE_TESTS,
-    MULTI_DEVICE_TF_TESTS,
-    MULTI_DEVICE_JAX_TESTS,
-    MULTI_WORKER_TF_TESTS,
-    MULTI_WORKER_JAX_TESTS,
-    *DOCS_TESTS,
-)
 SUITES = {
     "tensorflow": ({"KERAS_BACKEND": "tensorflow"}, ["tests"]),
     "jax": ({"KERAS_BACKEND": "jax"}, ["tests"]),
@@ -87,10 +80,6 @@ def run_suite(name, pytest_args):
             0.0,
             f"error: suite {name} needs {python}; `make test` creates it\n",
         )
-    paths = [
-        *paths,
-        *(f"--ignore={d}" for d in SEPARATE_PROCESS_TESTS if d not in paths),
-    ]
     env = {**os.environ, **env_update}
     command = [python, "-m", "pytest", *paths, *pytest_args]
     print(f"===== {name} started: {' '.join(command)}", flush=True)

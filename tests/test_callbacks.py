@@ -78,7 +78,7 @@ class Snapshots(keras.callbacks.Callback):
         self._take("train_end")
 
 
-def train(callbacks, epochs=2, **optimizer_config):
+def train(callbacks, epochs=2, verbose=0, **optimizer_config):
     """Fits a fresh `classifier` with `callbacks`; returns it and History."""
     x, y = dataset()
     model = compiled(classifier(), **optimizer_config)
@@ -90,7 +90,7 @@ def train(callbacks, epochs=2, **optimizer_config):
         validation_data=dataset(24, seed=1),
         callbacks=callbacks,
         shuffle=False,
-        verbose=0,
+        verbose=verbose,
     )
     return model, history
 
@@ -485,3 +485,37 @@ def test_mode_gap_rejects_inputs_that_do_not_fit_the_model():
     monitor = ModeGapMonitor(np.zeros((4, 5, 5, 3), "float32"))
     with pytest.raises(ValueError, match="Expected `x` to fit"):
         frozen_base_classifier().fit(x, y, callbacks=[monitor], verbose=0)
+
+
+# What the callbacks print inside fit()
+
+
+def fit_output(capsys, callbacks, verbose):
+    """The lines a real `fit()` with `callbacks` prints, Keras's included."""
+    capsys.readouterr()
+    train(callbacks, verbose=verbose)
+    return capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize("fit_verbose", [1, 2])
+def test_callbacks_add_no_line_to_fits_output_by_default(capsys, fit_verbose):
+    alone = fit_output(capsys, [], fit_verbose)
+    x, y = dataset(16)
+    with_callbacks = fit_output(
+        capsys,
+        [PreciseBN(x), ModeGapMonitor(x, y), FrozenStatisticsGuard()],
+        fit_verbose,
+    )
+    assert len(alone) == len(with_callbacks) > 0
+    assert not any(line.startswith(("PreciseBN", "Mode")) for line in alone)
+
+
+def test_precise_bn_verbose_prints_one_labelled_line_after_each_epoch(capsys):
+    lines = fit_output(capsys, [PreciseBN(dataset(16)[0], verbose=1)], 2)
+    ours = [i for i, line in enumerate(lines) if line.startswith("PreciseBN")]
+    epochs = [i for i, line in enumerate(lines) if line.startswith("Epoch ")]
+    assert [lines[i].split(":")[1] for i in ours] == [" epoch 1", " epoch 2"]
+    assert "statistics of 2 layers recomputed in" in lines[ours[0]]
+    # Each below Keras's line for its epoch, the first before epoch 2's.
+    assert epochs[0] < ours[0] - 1 and ours[0] < epochs[1] < ours[1] - 1
+    assert ours[1] == len(lines) - 1

@@ -221,7 +221,7 @@ def test_without_matplotlib_the_table_is_printed_and_no_figure(quick, tmp_path):
     assert shown.returncode == 0, shown.stderr
     assert report.format_report(results) in shown.stdout
     assert shown.stdout.rstrip().endswith(
-        "no figure: the figure needs matplotlib: pip install 'frozen_bn[plot]'"
+        "no figure: the figure needs matplotlib: pip install matplotlib"
     )
     assert not figure.exists()
 
@@ -286,3 +286,70 @@ def test_precise_bn_run_trains_as_the_patched_run_and_its_modes_agree(quick):
         abs(report.gap(quick[0], "keras3_trainable", "precise"))
         <= report.AGREEMENT_POINTS
     )
+
+
+# The closing words
+
+
+def closing_text(printed, title):
+    """The lines under the setting titled `title`, after its table, as one
+    paragraph (the printed lines are wrapped)."""
+    section = printed.split(title, 1)[1].split("\n\n", 1)[0]
+    after_table = section.split("  -> ", 1)[1]
+    return " ".join(after_table.split())
+
+
+def title_of(name):
+    return next(s.title for s in protocol.SETTINGS if s.name == name)
+
+
+def test_one_seed_prints_no_spread_and_several_do(quick):
+    results, printed, _, _ = quick
+    assert "±" not in printed
+    again = [dict(result, seed=result["seed"] + 1) for result in results]
+    assert "±" in report.format_report(results + again)
+
+
+def test_guide_pattern_closing_lines_say_why_and_what_recovers(quick):
+    results = quick[0]
+    text = closing_text(quick[1], title_of("keras3_guide"))
+
+    def inference(implementation):
+        return accuracy(results, "keras3_guide", implementation, "inference")
+
+    assert (
+        "the base keeps the statistics of the source digits, which do not "
+        f"fit the shifted target: {inference('patched'):.1f}% in inference "
+        f"mode against stock's {inference('stock'):.1f}%"
+    ) in text
+    assert (
+        f"(frozen_bn.recalibrate, AdaBN): {inference('recalibrated'):.1f}%"
+        in text
+    )
+    assert "PreciseBN" in text
+    if HONOURS_TRAINING_FALSE:
+        assert "this Keras keeps the recorded training=False" in text
+    else:
+        assert "overrides the recorded training=False" in text
+        assert "silently ignored" in text
+        higher = inference("patched") < inference("stock")
+        assert ("stock scores higher only because" in text) == higher
+
+
+def test_trainable_false_closing_lines_name_the_precise_bn_result(quick):
+    results = quick[0]
+    text = closing_text(quick[1], title_of("keras3_trainable"))
+    precise = accuracy(results, "keras3_trainable", "precise", "inference")
+    assert "stock: right here" in text
+    assert "PreciseBN callback" in text
+    assert f"{precise:.1f}% in inference mode" in text
+
+
+@graph_mode_only
+def test_graph_mode_closing_lines_name_the_2018_bug(quick):
+    results = quick[0]
+    text = closing_text(quick[1], title_of("tf_keras_graph"))
+    gap = report.gap(results, "tf_keras_graph", "stock")
+    assert f"inference mode is {gap:.1f} points below training mode" in text
+    assert "This is the 2018 bug" in text
+    assert "frozen_bn: frozen layers use their stored statistics" in text

@@ -502,7 +502,8 @@ def test_plot_has_one_drift_bar_per_layer():
 
     assert isinstance(figure, matplotlib.figure.Figure)
     assert len(shift.patches) == len(ratio.patches) == 2
-    assert [t.get_text() for t in shift.get_xticklabels()] == ["bn_a", "bn_b"]
+    names = sorted(t.get_text() for t in shift.get_yticklabels())
+    assert names == ["bn_a", "bn_b"]
     labelled = frozen_bn.diagnose(seed_classifier(), x, y, verbose=0).plot()
     assert len(labelled.axes[2].patches) == 4  # accuracy, auc x 2 modes
 

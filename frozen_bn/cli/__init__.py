@@ -6,13 +6,19 @@ an exit code. Each is defined with the others of its kind: model surgery
 (`_surgery.py`), reports on a model file (`_reports.py`) and the demo
 (`_demo.py`); `_files.py` reads and writes their files.
 Errors the user can fix are raised as `UsageError` and reported on stderr
-with exit code 2. TensorFlow's C++ start-up logs are quieted before this
-module runs, when the package is imported (see `frozen_bn._tf_logs`).
+with exit code 2.
+
+Nothing here imports Keras before a command runs (under `frozen-bn` the
+package imports nothing itself: `frozen_bn/__init__.py`), so `--help` and
+`--version` answer at once. Before a command runs, TensorFlow's logs are
+quieted unless the user set `TF_CPP_MIN_LOG_LEVEL` or passed `--verbose`
+(`frozen_bn._tf_logs`).
 """
 
 import argparse
 import sys
 
+from frozen_bn import _tf_logs
 from frozen_bn.cli import _demo, _reports, _surgery
 from frozen_bn.cli._command import EXIT_OK, EXIT_USAGE, UsageError
 
@@ -32,6 +38,12 @@ def build_parser():
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {__version__}"
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's logs (hidden unless TF_CPP_MIN_LOG_LEVEL is "
+        "set)",
+    )
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True
     )
@@ -47,6 +59,9 @@ def build_parser():
 def main(argv=None):
     """Entry point of the `frozen-bn` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        _tf_logs.quiet()
+    _tf_logs.obey_level()
     try:
         return args.run(args)
     except UsageError as error:

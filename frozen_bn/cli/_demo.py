@@ -47,7 +47,7 @@ def run(args):
     if missing:
         raise UsageError(
             f"the demo needs {', '.join(missing)}: "
-            "pip install 'frozen_bn[demo]'"
+            f"pip install {' '.join(missing)}"
         )
     graph_mode = demo.graph_mode_available()
     if not graph_mode:

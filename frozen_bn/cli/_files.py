@@ -13,7 +13,9 @@ def load_model_file(path):
         raise UsageError(f"expected a .keras or .h5 model file, got: {path}")
     import keras
 
-    import frozen_bn  # noqa: F401  (registers our layers for loading)
+    # Registers our layers for loading (under `frozen-bn`, `import
+    # frozen_bn` imports nothing: see `frozen_bn/__init__.py`).
+    import frozen_bn.layers  # noqa: F401
 
     try:
         return keras.models.load_model(path, compile=False)

@@ -94,7 +94,7 @@ def _run_diagnose(args):
             figure = report.plot()
         except ImportError as error:
             raise UsageError(
-                "--plot needs matplotlib: pip install 'frozen_bn[plot]'"
+                "--plot needs matplotlib: pip install matplotlib"
             ) from error
         figure.savefig(args.plot, dpi=120)
         print(f"plot saved to {args.plot}")

@@ -11,7 +11,7 @@ import numpy as np
 from frozen_bn.demo.protocol import IMPLEMENTATIONS, MODE_LABELS, MODES
 from frozen_bn.demo.report import groups, summarize
 
-NEEDS = "the figure needs matplotlib: pip install 'frozen_bn[plot]'"
+NEEDS = "the figure needs matplotlib: pip install matplotlib"
 SHORT_NAMES = {
     "tf_keras_graph": "tf_keras graph",
     "keras3_guide": "Keras 3 guide",

@@ -154,12 +154,17 @@ def fine_tune(keras_module, weights, data, protocol, setting, implementation):
         keras_module, base, 1, "sigmoid", training=setting.base_training
     )
     if implementation != "stock":
-        import frozen_bn
+        # Not `import frozen_bn`: under `frozen-bn demo` the package
+        # imports nothing itself (see `frozen_bn/__init__.py`).
+        from frozen_bn.callbacks import PreciseBN
+        from frozen_bn.freezing import freeze
+        from frozen_bn.patching import patch_model
+        from frozen_bn.recalibration import recalibrate
 
-        model = frozen_bn.patch_model(model)
+        model = patch_model(model)
         base = model.get_layer("base")
         if implementation == "recalibrated":
-            frozen_bn.recalibrate(
+            recalibrate(
                 base,
                 data["target_train"][0],
                 batch_size=protocol.batch_size,
@@ -182,7 +187,7 @@ def fine_tune(keras_module, weights, data, protocol, setting, implementation):
         for layer in base.layers:
             layer.trainable = layer.name.startswith(FINE_TUNED_BLOCK)
     else:
-        frozen_bn.freeze(
+        freeze(
             base,
             up_to=last_frozen_index(base),
             batch_norm=stage2_batch_norm(setting),
@@ -196,9 +201,7 @@ def fine_tune(keras_module, weights, data, protocol, setting, implementation):
     )
     callbacks = []
     if implementation == "precise":
-        callbacks.append(
-            frozen_bn.callbacks.PreciseBN(x, batch_size=protocol.batch_size)
-        )
+        callbacks.append(PreciseBN(x, batch_size=protocol.batch_size))
     model.fit(epochs=protocol.stage2_epochs, callbacks=callbacks, **fit)
     return model
 

@@ -1,7 +1,9 @@
 """The demo's text report: a table per setting and what its numbers say.
 
 Results are the `runs.run_one` dicts; with several seeds the table shows
-each metric's mean over them, and the accuracy's standard deviation.
+each metric's mean over them, and the accuracy's standard deviation. Each
+setting closes with whether its evaluation modes agree and what its
+results show (`verdict.py`).
 """
 
 import numpy as np
@@ -13,10 +15,8 @@ from frozen_bn.demo.protocol import (
     MODES,
     SETTINGS,
 )
+from frozen_bn.demo.verdict import agree, explanations
 
-# A gap (training- minus inference-mode accuracy) within this many points
-# counts as agreement.
-AGREEMENT_POINTS = 3.0
 HEADER = (
     "implementation",
     "evaluation",
@@ -58,12 +58,14 @@ def groups(results):
 def format_report(results):
     """The table of all results and a conclusion per setting, as text."""
     lines = []
+    spread = len({r["seed"] for r in results}) > 1
+    behaviour = _what_fit_does_with_training_false()
     for setting, names in groups(results):
         lines += ["", setting.title]
         if setting.base_training is False:
-            lines.append(f"{INDENT}({_what_fit_does_with_training_false()})")
+            lines.append(f"{INDENT}({_describe(behaviour)})")
         rows = [
-            _row(results, setting.name, name, mode)
+            _row(results, setting.name, name, mode, spread)
             for name in names
             for mode in MODES
         ]
@@ -78,16 +80,25 @@ def format_report(results):
                 f"{INDENT}BN class of {IMPLEMENTATIONS[name]}: {bn_class}"
             )
         lines.append(f"{INDENT}-> " + conclusion(results, setting, names))
+
+        def accuracy(name, mode, setting=setting):
+            mean = summarize(results, setting.name, name, mode, "accuracy")
+            return 100 * mean[0]
+
+        lines += [
+            INDENT + line for line in explanations(setting, accuracy, behaviour)
+        ]
     return "\n".join(lines).lstrip("\n")
 
 
-def _row(results, setting, implementation, mode):
-    """A table row; the implementation is named on its first mode's row."""
+def _row(results, setting, implementation, mode, spread):
+    """A table row; the implementation is named on its first mode's row.
+    With `spread`, the accuracy's standard deviation over seeds too."""
 
     def mean(metric):
         return summarize(results, setting, implementation, mode, metric)[0]
 
-    accuracy, spread = summarize(
+    accuracy, deviation = summarize(
         results, setting, implementation, mode, "accuracy"
     )
     first = mode == MODES[0]
@@ -95,26 +106,31 @@ def _row(results, setting, implementation, mode):
         IMPLEMENTATIONS[implementation] if first else "",
         MODE_LABELS[mode],
         f"{mean('loss'):.3f}",
-        f"{100 * accuracy:.1f} ± {100 * spread:4.1f}",
+        f"{100 * accuracy:.1f}"
+        + (f" ± {100 * deviation:4.1f}" if spread else ""),
         f"{mean('auc'):.3f}",
         f"{mean('positive_rate'):.2f}",
     )
 
 
 def _what_fit_does_with_training_false():
-    import keras
-
+    """`"overrides"`, `"keeps"` or `"leaks"`: see `verdict.explanations`."""
     from frozen_bn import _training_arg
 
     if not _training_arg.honours_recorded_training():
-        kept = "overrides the recorded training=False: the base trains"
-    elif _training_arg.leaks_recorded_training():
-        kept = (
-            "keeps the recorded training=False, and passes it on to the "
-            "layers after the base"
-        )
-    else:
-        kept = "keeps the recorded training=False"
+        return "overrides"
+    return "leaks" if _training_arg.leaks_recorded_training() else "keeps"
+
+
+def _describe(behaviour):
+    import keras
+
+    kept = {
+        "overrides": "overrides the recorded training=False: the base trains",
+        "keeps": "keeps the recorded training=False",
+        "leaks": "keeps the recorded training=False, and passes it on to "
+        "the layers after the base",
+    }[behaviour]
     return f"Keras {keras.__version__}: the stock fit() {kept}"
 
 
@@ -127,7 +143,7 @@ def conclusion(results, setting, names):
             for mode in MODES
         ]
         points = gap(results, setting.name, name)
-        verdict = "agree" if abs(points) <= AGREEMENT_POINTS else "DISAGREE"
+        verdict = "agree" if agree(points) else "DISAGREE"
         parts.append(
             f"{IMPLEMENTATIONS[name]}: "
             + " / ".join(f"{a:.1f}" for a in accuracies)
