@@ -29,9 +29,9 @@ from frozen_bn._reading import ModelReading
 
 # Each copy that `patch_model` made: its original and the original's
 # `trainable` flags at the time.
-_copies = weakref.WeakKeyDictionary()
+_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # The optimizer each fitted model was last checked with.
-_checked = weakref.WeakKeyDictionary()
+_checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FIX = "frozen_bn.patch_model(model, inplace=True)"
 
 
