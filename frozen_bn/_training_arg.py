@@ -16,6 +16,7 @@ Keras once per process on a three-layer model without weights.
 """
 
 import functools
+import inspect
 
 import keras
 import numpy as np
@@ -115,3 +116,52 @@ def is_training_only(layer):
         for cls in type(layer).__mro__
         for name in ("Dropout", "Noise")
     )
+
+
+class _TrainingByDefault(keras.layers.Layer):
+    """Passes its inputs through; its `call` defaults to training mode."""
+
+    def call(self, inputs, training=True):
+        return inputs
+
+
+@functools.cache
+def spreads_training_default():
+    """Whether a layer's `training=True` default reaches the layers called
+    after it in a call without `training` (Keras <= 3.15)."""
+    inputs = keras.Input((1,), name="frozen_bn_default_probe_input")
+    x = _TrainingByDefault(name="frozen_bn_default_probe_default")(inputs)
+    x = _TrainingMarker(1.0, name="frozen_bn_default_probe_after")(x)
+    probe = keras.Model(inputs, x, name="frozen_bn_default_probe")
+    total = probe(np.zeros((1, 1), "float32"))
+    return bool(keras.ops.convert_to_numpy(total).item())
+
+
+def plain_call_in_training_mode(model):
+    """The BN layers that a call of `model` without `training` runs in
+    training mode, each with the layer whose `training=True` default causes
+    it.
+
+    Returns:
+        A list of `(batch_norm, culprit)` pairs in call order; empty where
+        the installed Keras does not spread a layer's default (see
+        `spreads_training_default`).
+    """
+    if not spreads_training_default():
+        return []
+    classes = _walk.batch_norm_classes()
+    culprit, pairs = None, []
+    for layer, recorded in _walk.calls_in_order(model):
+        # Keras records a `training=True` default in the graph as if passed.
+        training = _defaults_to_training(layer) if recorded is None else recorded
+        if culprit is None and training:
+            culprit = layer
+        elif culprit is not None and isinstance(layer, classes):
+            pairs.append((layer, culprit))
+    return pairs
+
+
+def _defaults_to_training(layer):
+    """Whether `layer.call` runs in training mode when not told otherwise."""
+    parameter = inspect.signature(layer.call).parameters.get("training")
+    return parameter is not None and parameter.default is True
