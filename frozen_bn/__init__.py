@@ -11,6 +11,12 @@ from frozen_bn._freeze_summary import FreezeSummary, freeze_summary
 from frozen_bn.architecture import Stage, stages
 from frozen_bn.caching import cache_features
 from frozen_bn.diagnostics import DiagnosisReport, diagnose
+from frozen_bn.exporting import (
+    ExportMismatchError,
+    ExportReport,
+    check_export,
+    export,
+)
 from frozen_bn.folding import FoldReport, fold_batch_norms
 from frozen_bn.freezing import freeze, unfreeze
 from frozen_bn.layers import BatchNormalization
@@ -23,13 +29,17 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchNormalization",
     "DiagnosisReport",
+    "ExportMismatchError",
+    "ExportReport",
     "FoldReport",
     "FreezeSummary",
     "Stage",
     "__version__",
     "cache_features",
+    "check_export",
     "cut_points",
     "diagnose",
+    "export",
     "fold_batch_norms",
     "freeze",
     "freeze_summary",

@@ -153,7 +153,9 @@ def plain_call_in_training_mode(model):
     culprit, pairs = None, []
     for layer, recorded in _walk.calls_in_order(model):
         # Keras records a `training=True` default in the graph as if passed.
-        training = _defaults_to_training(layer) if recorded is None else recorded
+        training = (
+            _defaults_to_training(layer) if recorded is None else recorded
+        )
         if culprit is None and training:
             culprit = layer
         elif culprit is not None and isinstance(layer, classes):
