@@ -20,6 +20,14 @@ EXTRAS = {
     "tf-keras": ["tf-keras>=2.21,<2.22", TENSORFLOW],
     "plot": ["matplotlib>=3.8"],
     "demo": ["scikit-learn>=1.3", "matplotlib>=3.8"],
+    # `frozen_bn.export`'s converters (ONNX on TensorFlow and JAX) and the
+    # runtimes that check an artifact.
+    "export": [
+        "onnxruntime>=1.20",
+        "tf2onnx>=1.16",
+        "jax2onnx>=0.17",
+        "ai-edge-litert>=2.0",
+    ],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 EXTRAS["dev"] = EXTRAS["all"] + [
