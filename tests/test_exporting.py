@@ -30,6 +30,8 @@ BACKEND = keras.backend.backend()
 SUFFIX = {"tf_saved_model": "", "onnx": ".onnx", "litert": ".tflite"}
 # jax2onnx takes 10-30 s per model on two cores: the JAX ONNX runs are slow.
 slow_on_jax = pytest.mark.slow if BACKEND == "jax" else ()
+# The backend's first format, for tests of one.
+FORMAT = FORMATS[BACKEND][0]
 
 
 def formats(*wanted):
@@ -173,25 +175,25 @@ def test_keras_hub_backbone_and_task_serve_like_predict(tmp_path, format):
 
 def test_existing_artifact_is_replaced_whole(tmp_path):
     model, x = augmented_model(), images(8)
-    path = artifact_path(tmp_path, "tf_saved_model")
-    frozen_bn.export(model, path)
-    model.layers[-1].moving_mean.assign(np.zeros(4, "float32"))
+    path = artifact_path(tmp_path, FORMAT)
+    frozen_bn.export(model, path, FORMAT)
+    model.get_layer("bn").moving_mean.assign(np.zeros(4, "float32"))
 
-    frozen_bn.export(model, path)
+    frozen_bn.export(model, path, FORMAT)
 
-    assert_serves_like_predict(model, path, "tf_saved_model", x)
-    assert sorted(os.listdir(tmp_path)) == ["model"]
+    assert_serves_like_predict(model, path, FORMAT, x)
+    assert os.listdir(tmp_path) == [os.path.basename(path)]
 
 
 def test_failed_export_writes_nothing(tmp_path):
-    model = augmented_model()
+    model, format = augmented_model(), FORMAT
     wrong = [keras.InputSpec(shape=(None, 5), dtype="float32")]
 
     with pytest.raises(ValueError):  # Raised by Keras's tracing.
         frozen_bn.export(
             model,
-            artifact_path(tmp_path, "onnx"),
-            "onnx",
+            artifact_path(tmp_path, format),
+            format,
             input_signature=wrong,
         )
 
@@ -279,9 +281,9 @@ def test_check_says_what_to_install(tmp_path, monkeypatch):
 
 def test_report_to_dict_and_text(tmp_path):
     model, x = augmented_model(), images(4)
-    path = artifact_path(tmp_path, "tf_saved_model")
+    path = artifact_path(tmp_path, FORMAT)
 
-    report = frozen_bn.export(model, path, check_data=x)
+    report = frozen_bn.export(model, path, FORMAT, check_data=x)
 
     assert report.to_dict()["ok"] is True
     assert report.to_dict()["outputs"][0]["name"] == "bn"
@@ -309,14 +311,15 @@ def test_litert_outside_tensorflow_is_refused(tmp_path):
 
 def test_bad_arguments_are_named(tmp_path):
     model = augmented_model()
+    path = artifact_path(tmp_path, FORMAT)
     with pytest.raises(TypeError, match="Expected `model`"):
-        frozen_bn.export("model.keras", str(tmp_path / "m"))
+        frozen_bn.export("model.keras", path, FORMAT)
     with pytest.raises(TypeError, match="Expected `filepath`.*filepath=3"):
-        frozen_bn.export(model, 3)
+        frozen_bn.export(model, 3, FORMAT)
     with pytest.raises(ValueError, match="existing directory"):
-        frozen_bn.export(model, str(tmp_path / "missing" / "m"))
+        frozen_bn.export(model, str(tmp_path / "missing" / "m"), FORMAT)
     with pytest.raises(ValueError, match="tolerance=0"):
-        frozen_bn.export(model, str(tmp_path / "m"), tolerance=0)
+        frozen_bn.export(model, path, FORMAT, tolerance=0)
     if "litert" in FORMATS[BACKEND]:
         with pytest.raises(ValueError, match=r"\.tflite"):
             frozen_bn.export(model, str(tmp_path / "m"), "litert")
