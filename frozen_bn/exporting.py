@@ -1,6 +1,5 @@
 """Exporting a model for serving, in inference mode, and checking the result."""
 
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -8,8 +7,14 @@ import tempfile
 import keras
 import numpy as np
 
-from frozen_bn import _artifacts, _training_arg
+from frozen_bn import _artifacts
 from frozen_bn._checks import check_model
+from frozen_bn._export_report import (
+    ExportMismatchError,
+    ExportReport,
+    mismatch_message,
+    output_errors,
+)
 
 # The formats Keras's `model.export` writes on each backend, as tested.
 FORMATS = {
@@ -18,72 +23,6 @@ FORMATS = {
     "torch": ("onnx",),
 }
 DEFAULT_TOLERANCE = 1e-4
-
-
-class ExportMismatchError(ValueError):
-    """An exported artifact that disagrees with `model.predict`.
-
-    Attributes:
-        report: The `ExportReport` of the comparison.
-    """
-
-    def __init__(self, message, report):
-        super().__init__(message)
-        self.report = report
-
-
-@dataclasses.dataclass(frozen=True)
-class OutputError:
-    """How far one output of an artifact is from `model.predict`."""
-
-    name: str
-    max_abs_error: float
-    mean_abs_error: float
-    allowed: float
-
-    @property
-    def ok(self):
-        return self.max_abs_error <= self.allowed
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportReport:
-    """How an exported artifact, run in its own runtime, compares with
-    `model.predict` on the same data.
-
-    Attributes:
-        filepath: The artifact.
-        format: Its format.
-        outputs: One `OutputError` per model output, in
-            `keras.tree.flatten` order.
-        tolerance: An output agrees when its largest absolute error is at
-            most `tolerance * max(1, max(abs(expected)))`.
-    """
-
-    filepath: str
-    format: str
-    outputs: tuple
-    tolerance: float
-
-    @property
-    def ok(self):
-        """Whether every output agrees within the tolerance."""
-        return all(output.ok for output in self.outputs)
-
-    def to_dict(self):
-        """The report as a JSON-ready dict."""
-        return dataclasses.asdict(self) | {"ok": self.ok}
-
-    def to_text(self):
-        """The report as lines of text, one per output."""
-        verdict = "agrees with" if self.ok else "DIFFERS from"
-        lines = [f"{self.format} artifact {self.filepath} {verdict} predict:"]
-        lines += [
-            f"  {o.name}: max abs error {o.max_abs_error:.3g}, mean "
-            f"{o.mean_abs_error:.3g} (allowed {o.allowed:.3g})"
-            for o in self.outputs
-        ]
-        return "\n".join(lines)
 
 
 class _InferenceCall(keras.Model):
@@ -166,6 +105,7 @@ def export(
     tolerance = _check_tolerance(tolerance)
     if check_data is not None:
         _require_runtime(format)
+        check_data = _as_input_arrays(model, check_data, "check_data")
     # 2. Export the inference-mode call, whole or not at all.
     kwargs.setdefault("input_signature", [model.input])
     wrapper = _InferenceCall(model)
@@ -178,9 +118,7 @@ def export(
     # 3. Run it in its own runtime.
     if check_data is None:
         return None
-    return check_export(
-        model, filepath, check_data, format, tolerance=tolerance
-    )
+    return _compare(model, filepath, check_data, format, tolerance)
 
 
 def check_export(
@@ -222,78 +160,38 @@ def check_export(
     _check_format(format)
     tolerance = _check_tolerance(tolerance)
     _require_runtime(format)
-    data = _as_input_arrays(model, data)
+    return _compare(
+        model, filepath, _as_input_arrays(model, data), format, tolerance
+    )
+
+
+def _compare(model, filepath, data, format, tolerance):
     expected = keras.tree.flatten(model.predict(data, verbose=0))
     actual = _artifacts.run(filepath, format, data)
     report = ExportReport(
         filepath,
         format,
-        _output_errors(model, expected, actual, tolerance),
+        output_errors(model, expected, actual, tolerance),
         tolerance,
     )
     if not report.ok:
-        raise ExportMismatchError(_mismatch_message(model, report), report)
+        raise ExportMismatchError(mismatch_message(model, report), report)
     return report
 
 
-def _output_errors(model, expected, actual, tolerance):
-    names = list(getattr(model, "output_names", None) or [])
-    names += [f"output_{i}" for i in range(len(names), len(expected))]
-    if len(actual) != len(expected):
-        raise ValueError(
-            f"The artifact has {len(actual)} outputs; the model has "
-            f"{len(expected)}. Is it an export of this model?"
-        )
-    errors = []
-    for name, want, got in zip(names, expected, actual, strict=False):
-        difference = np.abs(np.asarray(got, "float64") - want)
-        allowed = tolerance * max(1.0, float(np.max(np.abs(want))))
-        errors.append(
-            OutputError(
-                name, float(difference.max()), float(difference.mean()), allowed
-            )
-        )
-    return tuple(errors)
-
-
-def _mismatch_message(model, report):
-    lines = [report.to_text()]
-    pairs = _training_arg.plain_call_in_training_mode(model)
-    if pairs:
-        lines.append(
-            f"In a call without `training`, Keras {keras.__version__} runs "
-            "these BatchNormalization layers in training mode (batch "
-            "statistics):"
-        )
-        lines += [
-            f"  {bn.name} (after {culprit.name}, a {type(culprit).__name__} "
-            "called in training mode by default)"
-            for bn, culprit in pairs
-        ]
-        lines.append(
-            "Export with `frozen_bn.export`, which calls the model with "
-            "`training=False`."
-        )
-    else:
-        lines.append(
-            f"No BatchNormalization layer of `{model.name}` runs in training "
-            f"mode in a call without `training` on Keras {keras.__version__}."
-        )
-    return "\n".join(lines)
-
-
-def _as_input_arrays(model, data):
+def _as_input_arrays(model, data, name="data"):
     """`data` as NumPy arrays of the model's input dtypes, same structure."""
     try:
-        specs = model.input
         return keras.tree.map_structure(
-            lambda array, spec: np.asarray(array, dtype=spec.dtype), data, specs
+            lambda array, spec: np.asarray(array, dtype=spec.dtype),
+            data,
+            model.input,
         )
     except (AttributeError, ValueError, TypeError) as error:
         raise ValueError(
-            "Expected `check_data` to be arrays shaped like the inputs of "
-            f"`model` ({model.input}). Received: check_data of type "
-            f"{type(data).__name__} ({error})"
+            f"Expected `{name}` to be arrays structured like the inputs of "
+            f"`model`. Received: {name} of type {type(data).__name__} "
+            f"({error})"
         ) from error
 
 
