@@ -1,5 +1,6 @@
 """Exporting a model for serving, in inference mode, and checking the result."""
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -109,12 +110,13 @@ def export(
     # 2. Export the inference-mode call, whole or not at all.
     kwargs.setdefault("input_signature", [model.input])
     wrapper = _InferenceCall(model)
-    _write_whole(
-        filepath,
-        lambda path: wrapper.export(
-            path, format=format, verbose=verbose, **kwargs
-        ),
-    )
+    with _without_gradients(model):
+        _write_whole(
+            filepath,
+            lambda path: wrapper.export(
+                path, format=format, verbose=verbose, **kwargs
+            ),
+        )
     # 3. Run it in its own runtime.
     if check_data is None:
         return None
@@ -246,6 +248,28 @@ def _require_runtime(format):
             f"Checking a {format} artifact needs `{package}`: "
             "pip install 'frozen_bn[export]'"
         )
+
+
+@contextlib.contextmanager
+def _without_gradients(model):
+    """On torch, `model`'s weights ask for no gradient while it is exported.
+
+    The ONNX tracer refuses a weight that asks for one and that it cannot
+    see as a parameter (keras-hub backbones); an exported computation needs
+    none. The flags are put back, whatever happens.
+    """
+    if keras.backend.backend() != "torch":
+        yield
+        return
+    tensors = [variable.value for variable in model.variables]
+    flags = [tensor.requires_grad for tensor in tensors]
+    try:
+        for tensor in tensors:
+            tensor.requires_grad_(False)
+        yield
+    finally:
+        for tensor, flag in zip(tensors, flags, strict=True):
+            tensor.requires_grad_(flag)
 
 
 def _write_whole(filepath, write):

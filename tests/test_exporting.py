@@ -108,13 +108,21 @@ def test_augmented_model_serves_like_predict(tmp_path, format):
 @pytest.mark.parametrize("format", formats())
 def test_model_is_bitwise_untouched(tmp_path, format):
     model, x = augmented_model(), images(8)
-    before = all_weights(model)
+    before, flags = all_weights(model), gradient_flags(model)
     predicted = model.predict(x, verbose=0)
 
     frozen_bn.export(model, artifact_path(tmp_path, format), format)
 
     assert_weights_bitwise_equal(before, all_weights(model))
+    assert gradient_flags(model) == flags
     np.testing.assert_array_equal(model.predict(x, verbose=0), predicted)
+
+
+def gradient_flags(model):
+    """torch's `requires_grad` of each weight (export turns them off)."""
+    if BACKEND != "torch":
+        return None
+    return [variable.value.requires_grad for variable in model.variables]
 
 
 def _patched(model):
