@@ -159,6 +159,11 @@ def check_export(
     """
     check_model(model, keras3_only=True)
     filepath = os.fspath(filepath)
+    if not os.path.exists(filepath):
+        raise ValueError(
+            "Expected `filepath` to be an exported artifact; there is none. "
+            f"Received: filepath={filepath!r}"
+        )
     _check_format(format)
     tolerance = _check_tolerance(tolerance)
     _require_runtime(format)

@@ -330,6 +330,8 @@ def test_bad_arguments_are_named(tmp_path):
         frozen_bn.export(model, path, FORMAT, tolerance=0)
     with pytest.raises(ValueError, match="Expected `check_data`.*list"):
         frozen_bn.export(model, path, FORMAT, check_data=[images(2)] * 2)
+    with pytest.raises(ValueError, match="Expected `filepath` to be an export"):
+        frozen_bn.check_export(model, path, images(2), FORMAT)
     if "litert" in FORMATS[BACKEND]:
         with pytest.raises(ValueError, match=r"\.tflite"):
             frozen_bn.export(model, str(tmp_path / "m"), "litert")
