@@ -168,7 +168,18 @@ def test_patched_application_serves_like_predict(tmp_path, format):
 @pytest.mark.slow
 @requires_keras_hub
 @pytest.mark.parametrize("format", formats("tf_saved_model", "onnx"))
-def test_keras_hub_backbone_and_task_serve_like_predict(tmp_path, format):
+def test_keras_hub_backbone_and_task_serve_like_predict(
+    tmp_path, format, request
+):
+    if BACKEND == "jax" and format == "onnx":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="jax2onnx 0.17 writes the backbone's MaxPool in a form "
+                "onnxruntime 1.32 rejects ('Unsupported pooling size'); "
+                "Keras's own export refuses this backbone on JAX",
+            )
+        )
     x = images(4, size=IMAGE_SHAPE[0])
     task = image_classifier("resnet_v1")
     randomize_batch_norms(task)
