@@ -27,6 +27,14 @@ EXTRAS = {
         "mkdocstrings>=1.0,<2",
         "mkdocstrings-python>=2.0,<3",
     ],
+    # `frozen_bn.export`'s converters (ONNX on TensorFlow and JAX) and the
+    # runtimes that check an artifact.
+    "export": [
+        "onnxruntime>=1.20",
+        "tf2onnx>=1.16",
+        "jax2onnx>=0.17",
+        "ai-edge-litert>=2.0",
+    ],
 }
 EXTRAS["all"] = sorted(
     {req for name, reqs in EXTRAS.items() if name != "docs" for req in reqs}

@@ -21,6 +21,12 @@ if not _tf_logs.started_from_command_line():
     from frozen_bn.architecture import Stage, stages
     from frozen_bn.caching import cache_features
     from frozen_bn.diagnostics import DiagnosisReport, diagnose
+    from frozen_bn.exporting import (
+        ExportMismatchError,
+        ExportReport,
+        check_export,
+        export,
+    )
     from frozen_bn.folding import FoldReport, fold_batch_norms
     from frozen_bn.freezing import freeze, unfreeze
     from frozen_bn.layers import BatchNormalization
@@ -31,13 +37,17 @@ if not _tf_logs.started_from_command_line():
 __all__ = [
     "BatchNormalization",
     "DiagnosisReport",
+    "ExportMismatchError",
+    "ExportReport",
     "FoldReport",
     "FreezeSummary",
     "Stage",
     "__version__",
     "cache_features",
+    "check_export",
     "cut_points",
     "diagnose",
+    "export",
     "fold_batch_norms",
     "freeze",
     "freeze_summary",

@@ -3,8 +3,9 @@
 Every subcommand is a `Command` (`_command.py`): its name, a one-line help,
 a function that adds its arguments, and a function that runs it and returns
 an exit code. Each is defined with the others of its kind: model surgery
-(`_surgery.py`), reports on a model file (`_reports.py`) and the demo
-(`_demo.py`); `_files.py` reads and writes their files.
+(`_surgery.py`), export (`_export.py`), reports on a model file
+(`_reports.py`) and the demo (`_demo.py`); `_files.py` reads and writes
+their files.
 Errors the user can fix are raised as `UsageError` and reported on stderr
 with exit code 2.
 
@@ -19,12 +20,17 @@ import argparse
 import sys
 
 from frozen_bn import _tf_logs
-from frozen_bn.cli import _demo, _reports, _surgery
+from frozen_bn.cli import _demo, _export, _reports, _surgery
 from frozen_bn.cli._command import EXIT_OK, EXIT_USAGE, UsageError
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 
-COMMANDS = [*_surgery.COMMANDS, _demo.COMMAND, *_reports.COMMANDS]
+COMMANDS = [
+    *_surgery.COMMANDS,
+    _export.COMMAND,
+    _demo.COMMAND,
+    *_reports.COMMANDS,
+]
 
 
 def build_parser():

@@ -1,0 +1,294 @@
+"""Exporting a model for serving, in inference mode, and checking the result."""
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+
+from frozen_bn import _artifacts
+from frozen_bn._checks import check_model
+from frozen_bn._export_report import (
+    ExportMismatchError,
+    ExportReport,
+    mismatch_message,
+    output_errors,
+)
+
+# The formats Keras's `model.export` writes on each backend, as tested.
+FORMATS = {
+    "tensorflow": ("tf_saved_model", "onnx", "litert"),
+    "jax": ("tf_saved_model", "onnx"),
+    "torch": ("onnx",),
+}
+DEFAULT_TOLERANCE = 1e-4
+
+
+class _InferenceCall(keras.Model):
+    """Calls the model it wraps with `training=False`, whatever the caller.
+
+    What an exporter traces is this call, so every layer of the wrapped
+    model, augmentation and Dropout layers included, is in inference mode
+    in the artifact, on any Keras release and whatever the layers'
+    `training` defaults.
+    """
+
+    def __init__(self, model):
+        super().__init__(name=model.name)
+        self.wrapped = model
+        self.built = True
+
+    def call(self, inputs):
+        return self.wrapped(inputs, training=False)
+
+
+def export(
+    model,
+    filepath,
+    format="tf_saved_model",
+    *,
+    check_data=None,
+    tolerance=DEFAULT_TOLERANCE,
+    verbose=False,
+    **kwargs,
+):
+    """Exports `model` for serving, with every layer in inference mode.
+
+    Keras's own `model.export` traces a call of the model without a
+    `training` argument. On Keras <= 3.15, a layer whose `call` defaults to
+    `training=True` (every augmentation layer, such as `RandomFlip`) then
+    puts every later layer in training mode: a SavedModel or ONNX export of
+    a model with augmentation before a BatchNormalization serves batch
+    statistics and flips at random. On Keras 3.16 the augmentation layer
+    itself still runs in training mode. `export` traces a call with
+    `training=False` instead, through `model.export`'s exporters; `model`
+    is not modified.
+
+    The file or directory is written whole or not at all: it is exported
+    to a temporary path beside `filepath`, then renamed into place.
+
+    Supported formats: `"tf_saved_model"`, `"onnx"` and `"litert"` on
+    TensorFlow; `"tf_saved_model"` and `"onnx"` on JAX; `"onnx"` on torch.
+    ONNX needs `tf2onnx` (TensorFlow) or `jax2onnx` (JAX); checking an
+    artifact needs its runtime (`pip install frozen_bn[export]`).
+
+    Args:
+        model: A built `keras.Model` (Functional, Sequential, or any model
+            when `input_signature` is given).
+        filepath: Where to write the artifact; LiteRT files end in
+            `.tflite`. Its directory must exist.
+        format: `"tf_saved_model"` (default), `"onnx"` or `"litert"`.
+        check_data: Optional inputs (a NumPy array, or a list or dict of
+            them) to run the artifact on in its own runtime and compare
+            with `model.predict`; see `check_export`.
+        tolerance: Relative tolerance of the check (see `ExportReport`).
+        verbose: Whether Keras prints its export messages.
+        **kwargs: Passed to `model.export` (e.g. `input_signature`,
+            `opset_version`, LiteRT converter options).
+
+    Returns:
+        The `ExportReport` of the check, or `None` without `check_data`.
+
+    Raises:
+        ExportMismatchError: The artifact disagrees with `model.predict`.
+        ImportError: `check_data` is given and the format's runtime is not
+            installed (checked before anything is written).
+
+    Example:
+
+    >>> frozen_bn.export(model, "model.onnx", format="onnx", check_data=x)
+    """
+    # 1. Check every argument before anything is written.
+    check_model(model, keras3_only=True, graph="input_signature" not in kwargs)
+    filepath = _check_filepath(filepath, format)
+    tolerance = _check_tolerance(tolerance)
+    if check_data is not None:
+        _require_runtime(format)
+        check_data = _as_input_arrays(model, check_data, "check_data")
+    # 2. Export the inference-mode call, whole or not at all.
+    kwargs.setdefault("input_signature", [model.input])
+    wrapper = _InferenceCall(model)
+    with _without_gradients(model):
+        _write_whole(
+            filepath,
+            lambda path: wrapper.export(
+                path, format=format, verbose=verbose, **kwargs
+            ),
+        )
+    # 3. Run it in its own runtime.
+    if check_data is None:
+        return None
+    return _compare(model, filepath, check_data, format, tolerance)
+
+
+def check_export(
+    model,
+    filepath,
+    data,
+    format="tf_saved_model",
+    *,
+    tolerance=DEFAULT_TOLERANCE,
+):
+    """Compares an exported artifact, run in its own runtime, with
+    `model.predict` on `data`.
+
+    Works on any artifact of `model`, including one from Keras's own
+    `model.export`. When they disagree, the error names the BatchNormalization
+    layers that the installed Keras runs in training mode in a call without
+    `training`, and the layer whose `training=True` default causes it.
+
+    Args:
+        model: The `keras.Model` the artifact was exported from.
+        filepath: The artifact.
+        data: Inputs: a NumPy array, or a list or dict of them.
+        format: `"tf_saved_model"` (default), `"onnx"` or `"litert"`.
+        tolerance: An output agrees when its largest absolute error is at
+            most `tolerance * max(1, max(abs(expected)))`. The default,
+            `1e-4`, is hundreds of times the float32 round-off of a deep
+            network run by another runtime, and far below what a layer in
+            the wrong mode makes.
+
+    Returns:
+        An `ExportReport`.
+
+    Raises:
+        ExportMismatchError: The artifact disagrees with `model.predict`.
+        ImportError: The format's runtime is not installed.
+    """
+    check_model(model, keras3_only=True)
+    filepath = os.fspath(filepath)
+    if not os.path.exists(filepath):
+        raise ValueError(
+            "Expected `filepath` to be an exported artifact; there is none. "
+            f"Received: filepath={filepath!r}"
+        )
+    _check_format(format)
+    tolerance = _check_tolerance(tolerance)
+    _require_runtime(format)
+    return _compare(
+        model, filepath, _as_input_arrays(model, data), format, tolerance
+    )
+
+
+def _compare(model, filepath, data, format, tolerance):
+    expected = keras.tree.flatten(model.predict(data, verbose=0))
+    actual = _artifacts.run(filepath, format, data)
+    report = ExportReport(
+        filepath,
+        format,
+        output_errors(model, expected, actual, tolerance),
+        tolerance,
+    )
+    if not report.ok:
+        raise ExportMismatchError(mismatch_message(model, report), report)
+    return report
+
+
+def _as_input_arrays(model, data, name="data"):
+    """`data` as NumPy arrays of the model's input dtypes, same structure."""
+    try:
+        return keras.tree.map_structure(
+            lambda array, spec: np.asarray(array, dtype=spec.dtype),
+            data,
+            model.input,
+        )
+    except (AttributeError, ValueError, TypeError) as error:
+        raise ValueError(
+            f"Expected `{name}` to be arrays structured like the inputs of "
+            f"`model`. Received: {name} of type {type(data).__name__} "
+            f"({error})"
+        ) from error
+
+
+def _check_format(format):
+    backend = keras.backend.backend()
+    supported = FORMATS.get(backend, ())
+    if format not in supported:
+        raise ValueError(
+            f"Expected `format` to be one of {supported} on the {backend} "
+            f"backend. Received: format={format!r}"
+        )
+    return format
+
+
+def _check_filepath(filepath, format):
+    if not isinstance(filepath, (str, os.PathLike)):
+        raise TypeError(
+            "Expected `filepath` to be a str or os.PathLike. Received: "
+            f"filepath={filepath!r} of type {type(filepath).__name__}"
+        )
+    filepath = os.fspath(filepath)
+    _check_format(format)
+    if format == "litert" and not filepath.endswith(".tflite"):
+        raise ValueError(
+            "Expected `filepath` to end in `.tflite` for format='litert'. "
+            f"Received: filepath={filepath!r}"
+        )
+    directory = os.path.dirname(os.path.abspath(filepath))
+    if not os.path.isdir(directory):
+        raise ValueError(
+            f"Expected `filepath` to be in an existing directory; "
+            f"{directory} does not exist. Received: filepath={filepath!r}"
+        )
+    return filepath
+
+
+def _check_tolerance(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        value = None
+    if value is None or not 0 < value < np.inf:
+        raise ValueError(
+            "Expected `tolerance` to be a positive number. "
+            f"Received: tolerance={value!r}"
+        )
+    return float(value)
+
+
+def _require_runtime(format):
+    package = _artifacts.missing_runtime(format)
+    if package:
+        raise ImportError(
+            f"Checking a {format} artifact needs `{package}`: "
+            "pip install 'frozen_bn[export]'"
+        )
+
+
+@contextlib.contextmanager
+def _without_gradients(model):
+    """On torch, `model`'s weights ask for no gradient while it is exported.
+
+    The ONNX tracer refuses a weight that asks for one and that it cannot
+    see as a parameter (keras-hub backbones); an exported computation needs
+    none. The flags are put back, whatever happens.
+    """
+    if keras.backend.backend() != "torch":
+        yield
+        return
+    tensors = [variable.value for variable in model.variables]
+    flags = [tensor.requires_grad for tensor in tensors]
+    try:
+        for tensor in tensors:
+            tensor.requires_grad_(False)
+        yield
+    finally:
+        for tensor, flag in zip(tensors, flags, strict=True):
+            tensor.requires_grad_(flag)
+
+
+def _write_whole(filepath, write):
+    """Calls `write(path)` on a temporary path beside `filepath`, then
+    renames what it wrote into place: a reader sees the old artifact or the
+    whole new one. (One place, for the package's shared atomic writer.)"""
+    directory, name = os.path.split(os.path.abspath(filepath))
+    staging = tempfile.mkdtemp(prefix=f".{name}.", dir=directory)
+    try:
+        write(os.path.join(staging, name))
+        for entry in os.listdir(staging):  # ONNX may add an external data file
+            target = os.path.join(directory, entry)
+            if os.path.isdir(target) and not os.path.islink(target):
+                os.replace(target, os.path.join(staging, ".replaced"))
+            os.replace(os.path.join(staging, entry), target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
