@@ -58,7 +58,11 @@ def recalibrate(
         data: A numpy array (or a list/dict of them for a multi-input
             model), an `(x, y)` or `(x, y, sample_weight)` tuple of those, a
             `tf.data.Dataset`, a `keras.utils.PyDataset`, or any iterable
-            (e.g. a generator) of batches. Only the model inputs are used.
+            (e.g. a generator) of batches: frozen_bn's data contract
+            (docs/data.md). A list of arrays is the inputs of a multi-input
+            model, as in `fit()`; several batches come as an iterator. Only
+            the model inputs are used. Every batch is checked before the
+            model sees it: numeric, finite, and fitting the model's inputs.
             A keras-hub task with a `preprocessor` preprocesses each batch
             first, as in `fit()`.
         steps: If given, the pass stops after this many batches.
@@ -74,6 +78,12 @@ def recalibrate(
 
     Returns:
         `model`, with its moving statistics set in place.
+
+    Raises:
+        TypeError: `data` is of no accepted form, or a batch is not numeric.
+        ValueError: a batch holds NaN or infinity (the error names its
+            batch and position), does not fit the model's inputs, or the
+            measured statistics are not finite. Then no statistic changed.
 
     Reference:
     - [Li et al., 2016](https://arxiv.org/abs/1603.04779) (AdaBN).
