@@ -107,8 +107,10 @@ def _paired(model, specs, x, name, index):
         names = [spec[0] for spec in specs]
         missing = [key for key in names if key not in x]
         if not missing:
-            return [(f" (input {key!r})", spec, x[key]) for key, spec in
-                    zip(names, specs, strict=True)]
+            return [
+                (f" (input {key!r})", spec, x[key])
+                for key, spec in zip(names, specs, strict=True)
+            ]
         problem = f"inputs named {names}; missing {missing}"
         got = f"keys {sorted(x)}"
     else:
@@ -133,11 +135,16 @@ def _mismatch(spec, array):
     _, shape, dtype = spec
     if not _rank_fits(len(shape), array.shape, shape):
         return f"rank {len(shape)} (shape {_shape_text(shape)})"
-    for axis, (want, got) in enumerate(zip(shape[1:], array.shape[1:])):
+    for axis, (want, got) in enumerate(
+        zip(shape[1:], array.shape[1:], strict=True)
+    ):
         if want is not None and want != got:
             return f"shape {_shape_text(shape)} (axis {axis + 1} is {want})"
     kind = np.dtype(dtype).kind if _is_numpy_dtype(dtype) else None
-    if kind in _ACCEPTED_KINDS and array.dtype.kind not in _ACCEPTED_KINDS[kind]:
+    if (
+        kind in _ACCEPTED_KINDS
+        and array.dtype.kind not in _ACCEPTED_KINDS[kind]
+    ):
         return f"{_KIND_NAMES.get(kind, dtype)} values ({dtype})"
     return None
 

@@ -26,7 +26,6 @@ import math
 import os
 
 import keras
-import numpy as np
 
 from frozen_bn import _batch_checks
 from frozen_bn._checks import check_positive_int, received
@@ -83,8 +82,7 @@ def adapter_for(data, name, batch_size=32):
             else ""
         )
         raise TypeError(
-            f"Expected `{name}` to be {FORMS}.{hint} "
-            + received(name, data)
+            f"Expected `{name}` to be {FORMS}.{hint} " + received(name, data)
         )
     if _is_arrays(data) or (
         isinstance(data, tuple) and 1 <= len(data) <= 3 and _is_arrays(data[0])
@@ -94,10 +92,7 @@ def adapter_for(data, name, batch_size=32):
         return _PyDatasetAdapter(data)
     if hasattr(data, "__iter__"):
         return _IterableAdapter(data)
-    raise TypeError(
-        f"Expected `{name}` to be {FORMS}. "
-        + received(name, data)
-    )
+    raise TypeError(f"Expected `{name}` to be {FORMS}. " + received(name, data))
 
 
 def arrays_of(data, name):

@@ -30,7 +30,9 @@ class ModeGapMonitorCallback:
         _data.arrays_of(x, "x")
         self.y = y
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.max_gap = check_positive_number(max_gap, "max_gap", allow_none=True)
+        self.max_gap = check_positive_number(
+            max_gap, "max_gap", allow_none=True
+        )
         self.verbose = check_verbose(verbose)
         self._labels = None
         self._comparison = None

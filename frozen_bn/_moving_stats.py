@@ -47,11 +47,11 @@ def write(layers, statistics):
             layer = layers[position // 2]
             which = ("mean", "variance")[position % 2]
             raise ValueError(
-                f"The {which} measured for layer {layer.name!r} is not "
-                f"finite in {value.dtype} (e.g. {value[~np.isfinite(value)][0]}"
-                "): the layer's inputs are NaN or overflow, so the model's "
-                "weights or the data are out of range. No statistic was "
-                "written."
+                f"The {which} measured on `data` for layer {layer.name!r} "
+                f"is not finite in {value.dtype} (e.g. "
+                f"{value[~np.isfinite(value)][0]}): the layer's inputs are "
+                "NaN or overflow, so the model's weights or the data are out "
+                "of range. No statistic was written."
             )
     before = _variable_values.snapshot(targets)
     try:

@@ -15,6 +15,7 @@ same (a fingerprint of the trainable variables), not recomputed.
 
 from frozen_bn import _moving_stats, _variable_values
 from frozen_bn._checks import check_positive_int, check_verbose
+from frozen_bn._data import adapter_for
 from frozen_bn._fit_behaviour import (
     BATCH_STATISTICS,
     OVERRIDDEN,
@@ -42,6 +43,7 @@ class PreciseBNCallback:
         verbose="auto",
     ):
         super().__init__()
+        adapter_for(data, "data")  # A form of the data contract.
         if hasattr(data, "__next__"):
             raise TypeError(
                 "Expected `data` to be readable more than once: arrays, an "

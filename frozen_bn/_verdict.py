@@ -134,7 +134,9 @@ def _judge_non_finite(report):
     layers = [
         layer.name
         for layer in report.layers
-        if not (np.isfinite(layer.mean_shift) and np.isfinite(layer.variance_ratio))
+        if not (
+            np.isfinite(layer.mean_shift) and np.isfinite(layer.variance_ratio)
+        )
     ]
     if not report.non_finite_outputs and not layers:
         return False

@@ -7,10 +7,9 @@ from one policy; `unfreeze` puts back the flags `freeze` changed.
 """
 
 import dataclasses
-import reprlib
 
 from frozen_bn import _copying, _walk
-from frozen_bn._checks import check_model
+from frozen_bn._checks import check_bool, check_model, check_one_of
 from frozen_bn._freeze_selection import frozen_layers
 from frozen_bn._runtime import is_tf_keras_model
 from frozen_bn.patching import patch_model
@@ -138,7 +137,8 @@ def freeze(
     >>> model = frozen_bn.unfreeze(model)  # every layer trainable again
     """
     check_model(model)
-    policy = _check_policy(batch_norm)
+    policy = check_one_of(batch_norm, "batch_norm", tuple(POLICIES))
+    inplace = check_bool(inplace, "inplace")
     frozen = frozen_layers(model, up_to, stages)
     before = getattr(model, _RECORD, None)
     target = _patched(model, inplace)
@@ -182,6 +182,7 @@ def unfreeze(model, *, inplace=False):
     >>> model = frozen_bn.unfreeze(frozen)
     """
     check_model(model)
+    inplace = check_bool(inplace, "inplace")
     before = getattr(model, _RECORD, None)
     if before is None:
         raise ValueError(
@@ -210,13 +211,3 @@ def _is_patched(model):
         hasattr(layer, "freeze_moving_stats")
         for layer in _walk.batch_norm_layers(model)
     )
-
-
-def _check_policy(batch_norm):
-    if batch_norm not in POLICIES:
-        raise ValueError(
-            "Expected `batch_norm` to be one of "
-            f"{', '.join(map(repr, POLICIES))}. "
-            f"Received: batch_norm={reprlib.repr(batch_norm)}"
-        )
-    return batch_norm

@@ -292,7 +292,9 @@ def test_rejects_bad_verbose():
 
 
 def test_rejects_empty_data():
-    with pytest.raises(ValueError, match=r"Expected `data` to yield at least one batch"):
+    with pytest.raises(
+        ValueError, match=r"Expected `data` to yield at least one batch"
+    ):
         frozen_bn.cache_features(base_at("relu1"), iter([]), verbose=0)
 
 

@@ -188,7 +188,9 @@ def test_check_positive_number_rejects_other_values(value, error):
 
 
 def test_check_one_of_returns_the_value():
-    assert _checks.check_one_of("warn", "on_change", ("warn", "raise")) == "warn"
+    assert (
+        _checks.check_one_of("warn", "on_change", ("warn", "raise")) == "warn"
+    )
 
 
 @pytest.mark.parametrize("value, error", [("stop", ValueError), (1, TypeError)])

@@ -512,7 +512,7 @@ def test_invalid_freeze_moving_stats_raises_type_error(value):
 
 
 def test_callable_must_return_a_bool():
-    with pytest.raises(TypeError, match="must return a bool"):
+    with pytest.raises(TypeError, match="callable to return a bool"):
         frozen_bn.patch_model(
             functional_net(), freeze_moving_stats=lambda layer: 1
         )

@@ -15,7 +15,7 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class Terminated(BaseException):
-    """SIGTERM arrived; like `KeyboardInterrupt`, no `except Exception` stops it."""
+    """SIGTERM arrived: like `KeyboardInterrupt`, not an `Exception`."""
 
 
 def _terminate(signum, frame):
