@@ -6,6 +6,7 @@ spellings), so that a call site is one line and every error reads alike:
 ``Expected `name` to be ... Received: name=...``.
 """
 
+import difflib
 import math
 import numbers
 import reprlib
@@ -171,6 +172,58 @@ def check_rule_result(result, name, layer):
             f"layer {layer.name!r}"
         )
     return bool(result)
+
+
+def check_layer_index(value, name, model):
+    """`model.layers[value]` for an integer `value` (negative from the end).
+
+    Raises:
+        ValueError: `value` is not an index into `model.layers`.
+    """
+    count = len(model.layers)
+    if not -count <= value < count:
+        raise ValueError(
+            f"Expected `{name}` to be an index into `model.layers`, from "
+            f"{-count} to {count - 1} ({model.name!r} has {count} layers). "
+            f"Received: {name}={value!r}"
+        )
+    return model.layers[int(value)]
+
+
+def check_layer_choice(value, name, layers, kind):
+    """The layers among `layers` that `value` names, in the order named.
+
+    Args:
+        value: A layer or a layer name, or an iterable of them.
+        name: The argument's name, for the error message.
+        layers: The layers that may be chosen.
+        kind: What they are, e.g. "BatchNormalization layers of `model`".
+
+    Raises:
+        ValueError: `value` names a layer that is not among `layers`.
+    """
+    by_name = {layer.name: layer for layer in layers}
+    by_id = {id(layer): layer for layer in layers}
+    items = value
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        items = [value]
+    chosen = []
+    for item in items:
+        match = (
+            by_name.get(item) if isinstance(item, str) else by_id.get(id(item))
+        )
+        if match is None:
+            close = difflib.get_close_matches(str(item), list(by_name))
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" * bool(
+                close
+            )
+            raise ValueError(
+                f"Expected `{name}` to hold {kind} (or their names). "
+                f"Received: {name}={_REPR.repr(value)}, where {item!r} is "
+                f"not one.{hint} They are: {sorted(by_name)}"
+            )
+        chosen.append(match)
+    return chosen
 
 
 def _is_integer(value):

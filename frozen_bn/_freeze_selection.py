@@ -12,7 +12,7 @@ import reprlib
 import numpy as np
 
 from frozen_bn import _walk
-from frozen_bn._checks import check_rule_result
+from frozen_bn._checks import check_layer_index, check_rule_result
 from frozen_bn.architecture import Stage
 from frozen_bn.architecture import stages as model_stages
 
@@ -34,7 +34,7 @@ def frozen_layers(model, up_to, stages):
     if isinstance(up_to, bool | np.bool_):
         raise _type_error(up_to)
     if isinstance(up_to, numbers.Integral):
-        index = _indexed(model, int(up_to))
+        index = check_layer_index(up_to, "up_to", model)
         return _up_to_position(pairs, _position(layers, index))
     if isinstance(up_to, str):
         return _up_to_position(pairs, _named(model, layers, up_to))
@@ -77,17 +77,6 @@ def _up_to_position(pairs, position):
 
 def _position(layers, layer):
     return next(i for i, item in enumerate(layers) if item is layer)
-
-
-def _indexed(model, index):
-    count = len(model.layers)
-    if not -count <= index < count:
-        raise ValueError(
-            f"Expected `up_to` to be an index into `model.layers`, from "
-            f"{-count} to {count - 1} ({model.name!r} has {count} layers). "
-            f"Received: up_to={index}"
-        )
-    return model.layers[index]
 
 
 def _named(model, layers, name):

@@ -6,10 +6,15 @@ import warnings
 import numpy as np
 
 from frozen_bn import _flavors, _walk
-from frozen_bn._checks import check_bool, check_model, check_rule_result
+from frozen_bn._checks import (
+    check_bool,
+    check_layer_choice,
+    check_model,
+    check_rule_result,
+)
 
 
-def _freeze_rule(freeze_moving_stats, bn_names):
+def _freeze_rule(freeze_moving_stats, batch_norms):
     """Turns the `freeze_moving_stats` argument into `(layer, auto) -> bool`.
 
     `auto` tells whether the model's graph calls the layer with
@@ -29,13 +34,12 @@ def _freeze_rule(freeze_moving_stats, bn_names):
     if isinstance(value, (list, tuple, set, frozenset)) and all(
         isinstance(name, str) for name in value
     ):
-        unknown = sorted(set(value) - set(bn_names))
-        if unknown:
-            raise ValueError(
-                "`freeze_moving_stats` names layers that are not "
-                f"BatchNormalization layers of `model`: {unknown}. "
-                f"Its BatchNormalization layers are: {bn_names}"
-            )
+        check_layer_choice(
+            value,
+            "freeze_moving_stats",
+            batch_norms,
+            "BatchNormalization layers of `model`",
+        )
         return lambda layer, auto: layer.name in value
     raise TypeError(
         "Expected `freeze_moving_stats` to be None, a bool, a callable "
@@ -112,8 +116,8 @@ def patch_model(model, *, freeze_moving_stats=None, inplace=False):
     check_model(model)
     flavor = _flavors.flavor_of(model)
     inplace = _check_inplace(flavor, inplace)
-    bn_names = [layer.name for layer in _walk.batch_norm_layers(model)]
-    rule = _freeze_rule(freeze_moving_stats, bn_names)
+    batch_norms = _walk.batch_norm_layers(model)
+    rule = _freeze_rule(freeze_moving_stats, batch_norms)
     target = model if inplace else flavor.copy_model(model)
     called_in_inference = {
         id(layer) for layer in _walk.called_in_inference_mode(target)
@@ -135,7 +139,7 @@ def patch_model(model, *, freeze_moving_stats=None, inplace=False):
             patched_class._adopt(layer)
         layer.freeze_moving_stats = freeze
     target = flavor.finish_patch(target)
-    if not bn_names:
+    if not batch_norms:
         _warn(f"`model` ({model.name!r}) has no BatchNormalization layer.")
     if foreign:
         _warn(

@@ -1,9 +1,7 @@
 """Re-estimates BatchNormalization statistics on new data (AdaBN/PreciseBN)."""
 
-import reprlib
-
 from frozen_bn import _moving_stats, _probe
-from frozen_bn._checks import check_model
+from frozen_bn._checks import check_layer_choice, check_model
 from frozen_bn._walk import batch_norm_layers
 
 
@@ -122,22 +120,9 @@ def chosen_layers(model, layers):
     if layers is None:
         chosen = found
     else:
-        by_name = {layer.name: layer for layer in found}
-        by_id = {id(layer): layer for layer in found}
-        if isinstance(layers, str) or not hasattr(layers, "__iter__"):
-            layers = [layers]
-        chosen = []
-        for layer in layers:
-            match = by_name.get(layer) if isinstance(layer, str) else None
-            match = match or by_id.get(id(layer))
-            if match is None:
-                raise ValueError(
-                    "Expected `layers` to hold BatchNormalization layers of "
-                    "`model` (or their names). Received: "
-                    f"layers={reprlib.repr(layers)}, where {layer!r} is not "
-                    f"one. The model's BN layers: {sorted(by_name)}"
-                )
-            chosen.append(match)
+        chosen = check_layer_choice(
+            layers, "layers", found, "BatchNormalization layers of `model`"
+        )
     for layer in chosen:
         if getattr(layer, "renorm", False):
             raise ValueError(

@@ -498,7 +498,9 @@ def test_unbuilt_model_raises_value_error():
 
 def test_unknown_layer_names_raise_value_error():
     with pytest.raises(
-        ValueError, match=r"not BatchNormalization layers.*\['nope'\]"
+        ValueError,
+        match=r"Expected `freeze_moving_stats` to hold BatchNormalization "
+        r"layers.*'nope' is not one",
     ):
         frozen_bn.patch_model(
             functional_net(), freeze_moving_stats=["a_bn", "nope"]
