@@ -89,7 +89,7 @@ def _input_specs(model):
     """`(name, shape, dtype)` of each input of `model`, or `None`."""
     try:
         inputs = model.inputs
-    except AttributeError:  # A model that was never called on a tensor.
+    except (AttributeError, ValueError):  # Never called on a tensor.
         return None
     return [
         (
@@ -120,13 +120,15 @@ def _paired(model, specs, x, name, index):
             if len(arrays) == 1:
                 labels = [""]
             return list(zip(labels, specs, arrays, strict=True))
-        problem = f"{len(specs)} input array(s)"
+        problem = (
+            f"{len(specs)} input array(s). A list of arrays is the inputs "
+            "of a multi-input model, as in `fit()`; pass several batches as "
+            "an iterator or a generator"
+        )
         got = f"{len(arrays)} arrays"
     raise ValueError(
         f"Expected each batch of `{name}` to fit the inputs of `model` "
-        f"({model.name!r}): {problem}. A list or dict of arrays is the "
-        "inputs of a multi-input model, as in `fit()`; pass several batches "
-        f"as an iterator or a generator. Received: batch {index} with {got}"
+        f"({model.name!r}): {problem}. Received: batch {index} with {got}"
     )
 
 
