@@ -160,10 +160,14 @@ def big_model():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "signum, code, word",
-    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    "signum, code, word, same_path",
+    [
+        (signal.SIGINT, 130, "interrupted", True),
+        (signal.SIGTERM, 143, "terminated", True),
+        (signal.SIGINT, 130, "interrupted", False),
+    ],
+    ids=["sigint-onto-input", "sigterm-onto-input", "sigint-elsewhere"],
 )
-@pytest.mark.parametrize("same_path", [False, True], ids=["other", "same"])
 def test_interrupted_patch_leaves_the_target_old_or_new(
     tmp_path, signum, code, word, same_path
 ):
