@@ -31,7 +31,7 @@ def replacing(path):
     """
     path = os.fspath(path)
     directory, name = os.path.split(os.path.abspath(path))
-    suffix = "".join(_suffixes(name))
+    suffix = os.path.splitext(name)[1]
     handle, temporary = tempfile.mkstemp(
         dir=directory, prefix=f".{name}.", suffix=f".tmp{suffix}"
     )
@@ -48,18 +48,6 @@ def replacing(path):
     _sync_directory(directory)
 
 
-@contextlib.contextmanager
-def open_replacing(path, mode="wb"):
-    """Yields a file open for writing; it replaces `path` once closed.
-
-    Args:
-        path: The file to write; its directory must exist.
-        mode: `"wb"` or `"w"`.
-    """
-    with replacing(path) as temporary, open(temporary, mode) as file:
-        yield file
-
-
 def save_figure(figure, path, **kwargs):
     """`figure.savefig(path, **kwargs)`, whole or not at all.
 
@@ -67,14 +55,6 @@ def save_figure(figure, path, **kwargs):
     """
     with replacing(path) as temporary:
         figure.savefig(temporary, **kwargs)
-
-
-def _suffixes(name):
-    """The extension of `name`, e.g. `.keras`; two for `.weights.h5`."""
-    stem, extension = os.path.splitext(name)
-    if extension == ".h5" and stem.endswith(".weights"):
-        return [".weights", extension]
-    return [extension]
 
 
 def _mode_for(path):
