@@ -60,7 +60,6 @@ def read_batches(model, data, *, name="data", batch_size=32, steps=None):
     Raises:
         TypeError: `data` is of no accepted form.
     """
-    batch_size = check_positive_int(batch_size, "batch_size")
     steps = check_positive_int(steps, "steps", allow_none=True)
     adapter = adapter_for(data, name, batch_size)
     count = adapter.count
@@ -75,6 +74,7 @@ def adapter_for(data, name, batch_size=32):
     Raises:
         TypeError: `data` is `None`, a path, or of no accepted form.
     """
+    batch_size = check_positive_int(batch_size, "batch_size")
     if data is None or isinstance(data, str | bytes | os.PathLike):
         hint = (
             " A path is not data: load the file first (e.g. `numpy.load`)."
@@ -93,6 +93,21 @@ def adapter_for(data, name, batch_size=32):
     if hasattr(data, "__iter__"):
         return _IterableAdapter(data)
     raise TypeError(f"Expected `{name}` to be {FORMS}. " + received(name, data))
+
+
+def check_arrays(model, data, *, name="data", batch_size=32, steps=None):
+    """Checks every batch of array data as `read_batches` would, at once.
+
+    Arrays cost nothing to check before a pass, so that a callback fails
+    when training starts rather than after an epoch. Other forms are read
+    once per pass and checked then.
+    """
+    if isinstance(adapter_for(data, name, batch_size), _ArrayAdapter):
+        batches, _ = read_batches(
+            model, data, name=name, batch_size=batch_size, steps=steps
+        )
+        for _ in batches:
+            pass
 
 
 def arrays_of(data, name):

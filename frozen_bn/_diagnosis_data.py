@@ -20,9 +20,7 @@ def check_inputs(model, x, *, name="x", batch_size=32):
         ValueError: `x` is empty, not finite, or does not fit `model`.
     """
     arrays = keras.tree.flatten(_data.arrays_of(x, name))
-    batches, _ = _data.read_batches(model, x, name=name, batch_size=batch_size)
-    for _ in batches:
-        pass
+    _data.check_arrays(model, x, name=name, batch_size=batch_size)
     return int(arrays[0].shape[0])
 
 

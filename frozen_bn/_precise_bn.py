@@ -15,7 +15,7 @@ same (a fingerprint of the trainable variables), not recomputed.
 
 from frozen_bn import _moving_stats, _variable_values
 from frozen_bn._checks import check_positive_int, check_verbose
-from frozen_bn._data import adapter_for
+from frozen_bn._data import adapter_for, check_arrays
 from frozen_bn._fit_behaviour import (
     BATCH_STATISTICS,
     OVERRIDDEN,
@@ -76,6 +76,9 @@ class PreciseBNCallback:
         else:
             self._layers = chosen_layers(self.model, self.layers)
         self._probe = recalibration_probe(self.model, self._layers)
+        check_arrays(
+            self.model, self.data, batch_size=self.batch_size, steps=self.steps
+        )
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch

@@ -435,8 +435,8 @@ def test_callbacks_reject_bad_data_in_fit(callback, argument):
             callbacks=[callback()],
         )
     assert_clean_error(excinfo, ValueError, argument)
-    if argument == "x":  # Checked when training starts, before any step.
-        assert_weights_bitwise_equal(weights, all_weights(model))
+    # Array data is checked when training starts, before any step.
+    assert_weights_bitwise_equal(weights, all_weights(model))
     assert structure(model) == layers
 
 
