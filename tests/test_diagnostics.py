@@ -618,7 +618,7 @@ def test_cli_unreadable_model_exits_2(tmp_path, capsys):
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"not a zip archive")
     assert cli.main(["inspect", str(broken)]) == 2
-    assert "cannot read model file" in capsys.readouterr().err
+    assert "is not a Keras model file" in capsys.readouterr().err
 
 
 def test_cli_data_of_the_wrong_shape_exits_2(tmp_path, capsys):
