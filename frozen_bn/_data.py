@@ -1,39 +1,211 @@
-"""Iterates over the data forms that `fit()` accepts, one batch at a time."""
+"""Reads the data forms that `fit()` accepts, one checked batch at a time.
 
+The one reader of data in frozen_bn: `recalibrate`, `diagnose`,
+`cache_features` and the callbacks all read through `read_batches`, so each
+form means the same on every backend and on tf_keras. `adapter_for` decides
+once how a form is read, and each form is one small adapter with the same
+two members (`count` and `batches()`):
+
+- arrays (`_ArrayAdapter`): a numpy array or tensor, a list or dict of them
+  (the inputs of a multi-input model, as `fit(x=[a, b])` reads them), or a
+  tuple `(x, y)` or `(x, y, sample_weight)` of those; sliced into batches
+  of `batch_size`;
+- a `keras.utils.PyDataset` (`_PyDatasetAdapter`): indexed batch by batch;
+- any other iterable (`_IterableAdapter`): a `tf.data.Dataset`, a
+  generator, a torch `DataLoader`, a list of batches; each element is a
+  batch read as `fit()` reads one: `x`, or `(x, y)`, `(x, y, sample_weight)`
+  as a tuple or a list.
+
+Every batch is then checked (`_batch_checks`): numeric, finite, and fitting
+the model's inputs (rank, fixed dimensions, dtype kind), before the model
+sees it.
+"""
+
+import itertools
 import math
+import os
 
 import keras
-import numpy as np
 
-from frozen_bn._checks import check_positive_int
+from frozen_bn import _batch_checks
+from frozen_bn._checks import check_positive_int, received
+
+FORMS = (
+    "a numpy array (or a list/dict of them for a multi-input model), an "
+    "`(x, y)` or `(x, y, sample_weight)` tuple of those, a "
+    "`tf.data.Dataset`, a `keras.utils.PyDataset`, or any other iterable "
+    "of batches (a generator, a torch `DataLoader`)"
+)
+
+
+def read_batches(model, data, *, name="data", batch_size=32, steps=None):
+    """The checked model inputs of each batch of `data`, as numpy arrays.
+
+    Args:
+        model: The Keras 3 or tf_keras model the batches are for: a
+            keras-hub task's preprocessor runs on each (see
+            `preprocessing`), and each is checked against its inputs.
+        data: Any form of the module docstring.
+        name: The argument `data` was passed as, for error messages.
+        batch_size: Batch size used to slice arrays; ignored for forms that
+            are already batched.
+        steps: If given, stop after this many batches.
+
+    Returns:
+        A pair `(batches, count)`: an iterator over input batches and the
+        number of batches it yields, or `None` if that is unknown. The
+        iterator raises a `ValueError` if `data` yields no batch, or a batch
+        that is not finite or does not fit `model`.
+
+    Raises:
+        TypeError: `data` is of no accepted form.
+    """
+    steps = check_positive_int(steps, "steps", allow_none=True)
+    adapter = adapter_for(data, name, batch_size)
+    count = adapter.count
+    if steps is not None:
+        count = steps if count is None else min(count, steps)
+    return _checked(model, adapter, name, count), count
+
+
+def adapter_for(data, name, batch_size=32):
+    """The adapter that reads the form of `data`.
+
+    Raises:
+        TypeError: `data` is `None`, a path, or of no accepted form.
+    """
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if data is None or isinstance(data, str | bytes | os.PathLike):
+        hint = (
+            " A path is not data: load the file first (e.g. `numpy.load`)."
+            if data is not None
+            else ""
+        )
+        raise TypeError(
+            f"Expected `{name}` to be {FORMS}.{hint} " + received(name, data)
+        )
+    if _is_arrays(data) or (
+        isinstance(data, tuple) and 1 <= len(data) <= 3 and _is_arrays(data[0])
+    ):
+        return _ArrayAdapter(data, name, batch_size)
+    if isinstance(data, keras.utils.PyDataset):
+        return _PyDatasetAdapter(data)
+    if hasattr(data, "__iter__"):
+        return _IterableAdapter(data)
+    raise TypeError(f"Expected `{name}` to be {FORMS}. " + received(name, data))
+
+
+def check_arrays(model, data, *, name="data", batch_size=32, steps=None):
+    """Checks every batch of array data as `read_batches` would, at once.
+
+    Arrays cost nothing to check before a pass, so that a callback fails
+    when training starts rather than after an epoch. Other forms are read
+    once per pass and checked then.
+    """
+    if isinstance(adapter_for(data, name, batch_size), _ArrayAdapter):
+        batches, _ = read_batches(
+            model, data, name=name, batch_size=batch_size, steps=steps
+        )
+        for _ in batches:
+            pass
+
+
+def arrays_of(data, name):
+    """The model inputs of array data (`x` of a tuple), checked to be arrays.
+
+    Raises:
+        TypeError: `data` is not array data.
+    """
+    adapter = adapter_for(data, name)
+    if not isinstance(adapter, _ArrayAdapter):
+        raise TypeError(
+            f"Expected `{name}` to be a numpy array or a list/dict of them. "
+            + received(name, data)
+        )
+    return adapter.x
 
 
 def _is_array(value):
     return hasattr(value, "shape") and hasattr(value, "dtype")
 
 
+def _is_arrays(value):
+    """An array, or a non-empty list or dict of arrays: a model's inputs."""
+    if isinstance(value, list | dict):
+        items = value.values() if isinstance(value, dict) else value
+        return bool(value) and all(map(_is_array, items))
+    return _is_array(value)
+
+
+class _ArrayAdapter:
+    """Arrays sliced into batches; a tuple is `(x, y[, sample_weight])`."""
+
+    def __init__(self, data, name, batch_size):
+        self.data = data
+        self.x = data[0] if isinstance(data, tuple) else data
+        self.batch_size = batch_size
+        lengths = {int(a.shape[0]) for a in keras.tree.flatten(self.x)}
+        if len(lengths) != 1:
+            raise ValueError(
+                f"Expected the arrays of `{name}` to hold the same number of "
+                f"samples. Received: {name} with {sorted(lengths)} samples"
+            )
+        self.samples = lengths.pop()
+        self.count = math.ceil(self.samples / batch_size)
+
+    def batches(self):
+        for start in range(0, self.samples, self.batch_size):
+            window = slice(start, start + self.batch_size)
+            yield keras.tree.map_structure(lambda a, w=window: a[w], self.x)
+
+
+class _PyDatasetAdapter:
+    """A `keras.utils.PyDataset`, indexed batch by batch."""
+
+    def __init__(self, data):
+        self.data = data
+        self.count = len(data)
+
+    def batches(self):
+        for index in range(self.count):
+            yield _inputs_of(self.data[index])
+
+
+class _IterableAdapter:
+    """Any other iterable of batches; its length is used when it has one."""
+
+    def __init__(self, data):
+        self.data = data
+        try:
+            self.count = len(data)
+        except TypeError:  # A generator, an infinite tf.data.Dataset.
+            self.count = None
+
+    def batches(self):
+        for element in self.data:
+            yield _inputs_of(element)
+
+
 def _inputs_of(element):
-    """The model inputs of a batch: `x` of an `(x, y)` or `(x, y, w)` tuple."""
-    return element[0] if isinstance(element, tuple) else element
+    """The `x` of a batch, as `fit()` unpacks it (a list counts as a tuple)."""
+    return keras.utils.unpack_x_y_sample_weight(element)[0]
 
 
-def _slice_batches(x, batch_size):
-    first = keras.tree.flatten(x)[0]
-    count = int(first.shape[0])
-    for start in range(0, count, batch_size):
-        window = slice(start, start + batch_size)
-        yield keras.tree.map_structure(lambda a, w=window: a[w], x)
-
-
-def _known_length(data, batch_size):
-    if _is_array(keras.tree.flatten(_inputs_of(data))[0]):
-        count = int(keras.tree.flatten(_inputs_of(data))[0].shape[0])
-        return math.ceil(count / batch_size)
-    try:
-        length = len(data)
-    except TypeError:
-        return None
-    return length if length >= 0 else None
+def _checked(model, adapter, name, count):
+    preprocess = preprocessing(model)
+    index = -1
+    for index, x in enumerate(itertools.islice(adapter.batches(), count)):
+        x = _batch_checks.numeric(x, name, index, preprocessed=preprocess)
+        _batch_checks.finite(x, name, index)
+        if preprocess is not None:
+            x = preprocess(x)
+        _batch_checks.fits(model, x, name, index)
+        yield x
+    if index < 0:
+        raise ValueError(
+            f"Expected `{name}` to yield at least one batch. "
+            + received(name, adapter.data)
+        )
 
 
 def preprocessing(model):
@@ -58,54 +230,6 @@ def preprocessing(model):
 
     def preprocess(x):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(preprocess_samples(x))
-        return keras.tree.map_structure(_host, x)
+        return keras.tree.map_structure(_batch_checks.host, x)
 
     return preprocess
-
-
-def _host(value):
-    if keras.ops.is_tensor(value):
-        return keras.ops.convert_to_numpy(value)
-    return np.asarray(value)  # numpy, or a tf tensor on another backend
-
-
-def iter_input_batches(data, *, batch_size=32, steps=None, preprocess=None):
-    """Yields the model inputs of each batch in `data`.
-
-    Args:
-        data: A numpy array (or a list/dict of them for a multi-input
-            model), an `(x, y)` or `(x, y, sample_weight)` tuple of those, a
-            `tf.data.Dataset`, a `keras.utils.PyDataset`, or any iterable
-            (e.g. a generator) of batches. Batched forms yield `x`, `(x, y)`
-            or `(x, y, sample_weight)` per batch; only `x` is used.
-        batch_size: Batch size used to slice arrays; ignored for forms that
-            are already batched.
-        steps: If given, stop after this many batches.
-        preprocess: If given, a function applied to each batch's inputs, as
-            returned by `preprocessing(model)`.
-
-    Returns:
-        A pair `(batches, count)`: an iterator over input batches and the
-        number of batches it yields, or `None` if that is unknown.
-    """
-    batch_size = check_positive_int(batch_size, "batch_size")
-    steps = check_positive_int(steps, "steps", allow_none=True)
-    count = _known_length(data, batch_size)
-    if steps is not None:
-        count = steps if count is None else min(count, steps)
-    return _batches(data, batch_size, count, preprocess), count
-
-
-def _batches(data, batch_size, count, preprocess):
-    inputs = _inputs_of(data)
-    if _is_array(keras.tree.flatten(inputs)[0]):
-        source = _slice_batches(inputs, batch_size)
-    elif isinstance(data, keras.utils.PyDataset):
-        source = (data[index] for index in range(len(data)))
-    else:
-        source = iter(data)
-    for index, element in enumerate(source):
-        if count is not None and index >= count:
-            return
-        x = keras.tree.map_structure(np.asarray, _inputs_of(element))
-        yield x if preprocess is None else preprocess(x)

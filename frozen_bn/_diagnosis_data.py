@@ -1,52 +1,27 @@
 """The data `diagnose` runs on: checks `x` and `y`, reads `y` as targets."""
 
-import reprlib
-
 import keras
 import numpy as np
 
-from frozen_bn._data import preprocessing
+from frozen_bn import _data
 
 
-def check_inputs(model, x):
+def check_inputs(model, x, *, name="x", batch_size=32):
     """Raises unless `x` holds arrays that fit the inputs of `model`.
+
+    Every batch of `x` is checked as `_data.read_batches` checks it:
+    numeric, finite, and fitting the model's inputs.
 
     Returns:
         The number of samples in `x`.
+
+    Raises:
+        TypeError: `x` is not a numpy array or a list/dict of them.
+        ValueError: `x` is empty, not finite, or does not fit `model`.
     """
-    arrays = keras.tree.flatten(x)
-    if not arrays or not all(
-        hasattr(a, "shape") and hasattr(a, "dtype") for a in arrays
-    ):
-        raise TypeError(
-            "Expected `x` to be a numpy array or a list/dict of them. "
-            f"Received: x={reprlib.repr(x)} of type {type(x).__name__}"
-        )
-    # A preprocessor (keras-hub) decides which inputs it takes.
-    preprocessed = preprocessing(model) is not None
-    expected = [tuple(t.shape) for t in getattr(model, "inputs", None) or []]
-    received = [tuple(a.shape) for a in arrays]
-    if expected and not preprocessed and not _shapes_fit(expected, received):
-        raise ValueError(
-            f"Expected `x` to fit the inputs of `model` ({model.name!r}), of "
-            f"shapes {_shape_text(expected)}. Received: x of shapes "
-            f"{_shape_text(received)}"
-        )
+    arrays = keras.tree.flatten(_data.arrays_of(x, name))
+    _data.check_arrays(model, x, name=name, batch_size=batch_size)
     return int(arrays[0].shape[0])
-
-
-def _shapes_fit(expected, received):
-    if len(expected) != len(received):
-        return False
-    return all(
-        len(want) == len(got)
-        and all(w is None or w == g for w, g in zip(want, got, strict=True))
-        for want, got in zip(expected, received, strict=True)
-    )
-
-
-def _shape_text(shapes):
-    return ", ".join(str(shape) for shape in shapes)
 
 
 def check_labels(y, samples):

@@ -6,9 +6,13 @@ after checks whose errors list the valid values.
 """
 
 import difflib
+import numbers
 import reprlib
 
+import numpy as np
+
 from frozen_bn import _walk
+from frozen_bn._checks import check_layer_index, check_rule_result
 from frozen_bn.architecture import Stage
 from frozen_bn.architecture import stages as model_stages
 
@@ -27,10 +31,11 @@ def frozen_layers(model, up_to, stages):
         if last is None:
             return [False] * len(pairs)
         return _up_to_position(pairs, _position(layers, last))
-    if isinstance(up_to, bool):
+    if isinstance(up_to, bool | np.bool_):
         raise _type_error(up_to)
-    if isinstance(up_to, int):
-        return _up_to_position(pairs, _position(layers, _indexed(model, up_to)))
+    if isinstance(up_to, numbers.Integral):
+        index = check_layer_index(up_to, "up_to", model)
+        return _up_to_position(pairs, _position(layers, index))
     if isinstance(up_to, str):
         return _up_to_position(pairs, _named(model, layers, up_to))
     if isinstance(up_to, Stage):
@@ -74,17 +79,6 @@ def _position(layers, layer):
     return next(i for i, item in enumerate(layers) if item is layer)
 
 
-def _indexed(model, index):
-    count = len(model.layers)
-    if not -count <= index < count:
-        raise ValueError(
-            f"Expected `up_to` to be an index into `model.layers`, from "
-            f"{-count} to {count - 1} ({model.name!r} has {count} layers). "
-            f"Received: up_to={index}"
-        )
-    return model.layers[index]
-
-
 def _named(model, layers, name):
     for position, layer in enumerate(layers):
         if layer.name == name:
@@ -105,12 +99,15 @@ def _stage_list(found):
 
 
 def _last_of_stages(model, count):
-    if isinstance(count, bool) or not isinstance(count, int):
+    if isinstance(count, bool | np.bool_) or not isinstance(
+        count, numbers.Integral
+    ):
         raise TypeError(
             "Expected `stages` to be an int, the number of stages to freeze. "
             f"Received: stages={reprlib.repr(count)} of type "
             f"{type(count).__name__}"
         )
+    count = int(count)
     found = model_stages(model)
     if not 0 <= count <= len(found):
         raise ValueError(
@@ -131,10 +128,4 @@ def _checked_stage(model, stage):
 
 
 def _chosen(rule, layer):
-    result = rule(layer)
-    if not isinstance(result, bool):
-        raise TypeError(
-            "The `up_to` callable must return a bool. "
-            f"Received: {reprlib.repr(result)} for layer {layer.name!r}"
-        )
-    return result
+    return check_rule_result(rule(layer), "up_to", layer)

@@ -36,11 +36,16 @@ class ModeGap:
         inference: Metrics in inference mode (`loss`, `accuracy`, and for
             a binary task `auc` and `positive_rate`), or `None`.
         training: The same metrics in training mode.
+        non_finite_outputs: How many output values are NaN or infinite, in
+            both modes together; then `output_gap` is NaN, and the cause is
+            the model's weights, not its statistics (the inputs are checked
+            finite before the pass).
     """
 
     samples: int
     output_gap: float
     prediction_disagreement: float | None
+    non_finite_outputs: int = 0
     task: str | None = None
     chance: float | None = None
     inference: dict | None = None
@@ -60,11 +65,12 @@ class ModeComparison:
         self._model = model
         self._passes = _probe.Probe(model, layers, training=(False, True))
 
-    def run(self, x, labels=None, *, batch_size=32, verbose="auto"):
+    def run(self, x, labels=None, *, name="x", batch_size=32, verbose="auto"):
         """Runs the model over `x` in both modes; writes no variable.
 
         Args:
             x: The inputs: a numpy array, or a list/dict of them.
+            name: The argument `x` was passed as, for error messages.
             labels: Labels checked by `_diagnosis_data.check_labels`, or
                 `None`.
             batch_size: Batch size of the pass.
@@ -75,7 +81,11 @@ class ModeComparison:
             `ModeGap`.
         """
         statistics, (inference, training) = self._passes.run(
-            x, batch_size=batch_size, verbose=verbose, return_outputs=True
+            x,
+            name=name,
+            batch_size=batch_size,
+            verbose=verbose,
+            return_outputs=True,
         )
         if labels is not None:  # In the order of every worker's outputs.
             labels = _workers.gather_rows(self._model, labels)
@@ -97,6 +107,10 @@ def compare(inference, training, labels=None):
         output_gap=output_gap(inference, training),
         prediction_disagreement=(
             prediction_disagreement(inference, training) if scores else None
+        ),
+        non_finite_outputs=int(
+            np.count_nonzero(~np.isfinite(inference))
+            + np.count_nonzero(~np.isfinite(training))
         ),
     )
     if labels is not None:

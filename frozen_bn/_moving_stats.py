@@ -18,23 +18,47 @@ def read(layers):
 
 
 def write(layers, statistics):
-    """Sets each layer's moving statistics, cast to their variables' dtype.
+    """Sets each layer's moving statistics, all of them or none.
+
+    Every value is checked finite, and cast to its variable's dtype (where
+    it must stay finite too), before the first is assigned; if assigning
+    fails part way, the values before are put back.
 
     Args:
         layers: BatchNormalization layers.
         statistics: One `(mean, variance)` pair of arrays per layer, shaped
             like its moving statistics.
+
+    Raises:
+        ValueError: a value is NaN or infinite, or becomes infinite in its
+            variable's dtype; no statistic was written.
     """
     targets = variables(layers)
-    values = [
-        np.asarray(value, keras.backend.standardize_dtype(variable.dtype))
-        for value, variable in zip(
-            [value for pair in statistics for value in pair],
-            targets,
-            strict=True,
-        )
-    ]
-    _variable_values.assign(targets, values)
+    pairs = zip(
+        [value for pair in statistics for value in pair], targets, strict=True
+    )
+    with np.errstate(over="ignore"):  # An overflow is reported below.
+        values = [
+            np.asarray(value, keras.backend.standardize_dtype(variable.dtype))
+            for value, variable in pairs
+        ]
+    for position, value in enumerate(values):
+        if not np.isfinite(value).all():
+            layer = layers[position // 2]
+            which = ("mean", "variance")[position % 2]
+            raise ValueError(
+                f"The {which} measured on `data` for layer {layer.name!r} "
+                f"is not finite in {value.dtype} (e.g. "
+                f"{value[~np.isfinite(value)][0]}): the layer's inputs are "
+                "NaN or overflow, so the model's weights or the data are out "
+                "of range. No statistic was written."
+            )
+    before = _variable_values.snapshot(targets)
+    try:
+        _variable_values.assign(targets, values)
+    except BaseException:
+        _variable_values.assign(targets, before)
+        raise
 
 
 def variables(layers):

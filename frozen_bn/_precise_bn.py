@@ -21,6 +21,7 @@ from typing import Any
 
 from frozen_bn import _moving_stats, _variable_values
 from frozen_bn._checks import check_positive_int, check_verbose
+from frozen_bn._data import adapter_for, check_arrays
 from frozen_bn._epoch_line import EpochLine
 from frozen_bn._fit_behaviour import (
     BATCH_STATISTICS,
@@ -49,6 +50,7 @@ class PreciseBNCallback:
         verbose: int = 0,
     ) -> None:
         super().__init__()
+        adapter_for(data, "data")  # A form of the data contract.
         if hasattr(data, "__next__"):
             raise TypeError(
                 "Expected `data` to be readable more than once: arrays, an "
@@ -82,6 +84,9 @@ class PreciseBNCallback:
         else:
             self._layers = chosen_layers(self.model, self.layers)
         self._probe = recalibration_probe(self.model, self._layers)
+        check_arrays(
+            self.model, self.data, batch_size=self.batch_size, steps=self.steps
+        )
 
     def on_epoch_begin(self, epoch, logs=None):
         self._line.print()

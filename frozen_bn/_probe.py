@@ -36,7 +36,7 @@ from frozen_bn import (
     _workers,
 )
 from frozen_bn._checks import check_verbose
-from frozen_bn._data import iter_input_batches, preprocessing
+from frozen_bn._data import read_batches
 from frozen_bn._runtime import is_tf_keras_model as _is_tf_keras
 from frozen_bn._walk import batch_norm_layers
 
@@ -113,6 +113,7 @@ class Probe:
         self,
         data,
         *,
+        name="data",
         batch_size=32,
         steps=None,
         verbose="auto",
@@ -121,8 +122,9 @@ class Probe:
         """Runs the pass over `data`; writes no variable.
 
         Args:
-            data: Any form `iter_input_batches` accepts; preprocessed per
-                batch as `fit()` would (see `_data.preprocessing`).
+            data: Any form `_data.read_batches` accepts; preprocessed and
+                checked per batch (see `_data`).
+            name: The argument `data` was passed as, for error messages.
             batch_size: Batch size for array data.
             steps: If given, stop after this many batches.
             verbose: As in `fit()`: "auto", 0, 1 or 2.
@@ -135,11 +137,8 @@ class Probe:
             the model's outputs).
         """
         verbose = check_verbose(verbose)
-        batches, count = iter_input_batches(
-            data,
-            batch_size=batch_size,
-            steps=steps,
-            preprocess=preprocessing(self.model),
+        batches, count = read_batches(
+            self.model, data, name=name, batch_size=batch_size, steps=steps
         )
         progbar = keras.utils.Progbar(count, verbose=verbose, unit_name="batch")
         written = [] if self._stateless else self.model.non_trainable_variables
@@ -156,11 +155,6 @@ class Probe:
                 for layer in self.layers:
                     _release(layer)
                 _variable_values.assign(written, saved)
-        if seen == 0:
-            raise ValueError(
-                "Expected `data` to yield at least one batch. "
-                f"Received: data={data!r}"
-            )
         progbar.update(seen, finalize=True)
         outputs = _concatenate(outputs) if return_outputs else None
         # Several workers, each on its shard: the statistics of the union.

@@ -21,6 +21,7 @@ from __future__ import annotations
 import warnings
 
 from frozen_bn import _moving_stats
+from frozen_bn._checks import check_one_of, check_positive_int
 from frozen_bn._fit_behaviour import (
     FROZEN,
     OVERRIDDEN,
@@ -51,17 +52,14 @@ class FrozenStatisticsGuardCallback:
         self, *, on_change: str = "warn", freq: str | int = "epoch"
     ) -> None:
         super().__init__()
-        if on_change not in _ACTIONS:
-            raise ValueError(
-                'Expected `on_change` to be "warn" or "raise". '
-                f"Received: on_change={on_change!r}"
-            )
-        if freq != "epoch" and (
-            isinstance(freq, bool) or not isinstance(freq, int) or freq < 1
-        ):
-            raise ValueError(
-                'Expected `freq` to be "epoch" or a positive integer (a '
-                f"number of batches). Received: freq={freq!r}"
+        check_one_of(on_change, "on_change", _ACTIONS)
+        if not (isinstance(freq, str) and freq == "epoch"):
+            # A number of batches; any other string is not "epoch".
+            freq = check_positive_int(
+                check_one_of(freq, "freq", ("epoch",))
+                if isinstance(freq, str)
+                else freq,
+                "freq",
             )
         self.on_change = on_change
         self.freq = freq

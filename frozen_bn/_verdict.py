@@ -79,6 +79,8 @@ def is_at_risk(behaviour, drifted):
 
 def judge(report):
     """Fills the `flagged`, `reasons` and `fix` of a `DiagnosisReport`."""
+    if _judge_non_finite(report):
+        return
     reasons = report.reasons
     reasons += _gap_reasons(report)
     if reasons and report.gap_sources:
@@ -165,6 +167,42 @@ def _gap_reasons(report):
             f"{report.output_gap:.2f} output standard deviations."
         )
     return reasons
+
+
+def _judge_non_finite(report):
+    """Flags NaN or infinite outputs or BN inputs, which no statistic causes.
+
+    The data is checked finite before the pass, so they come from the
+    weights: recalibrating would only write NaN statistics.
+
+    Returns:
+        Whether the report was flagged for them.
+    """
+    layers = [
+        layer.name
+        for layer in report.layers
+        if not (
+            np.isfinite(layer.mean_shift) and np.isfinite(layer.variance_ratio)
+        )
+    ]
+    if not report.non_finite_outputs and not layers:
+        return False
+    where = []
+    if report.non_finite_outputs:
+        where.append(f"{report.non_finite_outputs} output values")
+    if layers:
+        where.append(f"the inputs of {names(layers)}")
+    report.reasons.append(
+        f"The model computes NaN or infinite values on finite data "
+        f"({' and '.join(where)}): its weights are NaN or out of range (e.g. "
+        "a diverged training run). The BN statistics are not the cause."
+    )
+    report.flagged = True
+    report.fix = (
+        "Restore finite weights (an earlier checkpoint, a lower learning "
+        "rate); recalibrating would only write NaN statistics."
+    )
+    return True
 
 
 def _fix(report):

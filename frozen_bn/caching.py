@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
 import keras
 import numpy as np
 
+from frozen_bn._atomic import replacing
 from frozen_bn._checks import check_model, check_verbose
-from frozen_bn._data import iter_input_batches
+from frozen_bn._data import read_batches
 
 
 def cache_features(
@@ -37,16 +39,21 @@ def cache_features(
     `features_1.npy` for its second, and so on. The files belong to the
     caller: they stay after the call (reopen them later with
     `numpy.load(file, mmap_mode="r")`) until the caller deletes them, e.g.
-    `shutil.rmtree(path)` once the returned arrays are no longer used. If
-    caching fails part way, the files written so far are removed.
+    `shutil.rmtree(path)` once the returned arrays are no longer used. Each
+    file is written whole or not at all: if caching fails or is interrupted
+    part way, the files of `path` stay as they were; a later call with the
+    same `path` replaces them, and the arrays an earlier call returned keep
+    their values (they read the files they were opened from).
 
     Args:
         base: A built `keras.Model`, e.g. the base returned by
             `split_model`.
-        data: A numpy array (or a list/dict of them for a multi-input
-            model), an `(x, y)` or `(x, y, sample_weight)` tuple of those, a
-            `tf.data.Dataset`, a `keras.utils.PyDataset`, or any iterable
-            (e.g. a generator) of batches.
+        data: Any form of frozen_bn's data contract (docs/data.md): a
+            numpy array (or a list/dict of them for a multi-input model),
+            an `(x, y)` or `(x, y, sample_weight)` tuple of those, a
+            `tf.data.Dataset`, a `keras.utils.PyDataset`, or any other
+            iterable of batches. Each batch is checked against the inputs
+            of `base` and for non-finite values before `base` sees it.
         batch_size: Batch size used to slice arrays; ignored for forms that
             are already batched.
         path: `None` to keep the features in memory, or a directory (made
@@ -66,7 +73,7 @@ def cache_features(
     """
     check_model(base, "base", keras3_only=True)
     progbar_verbose = check_verbose(verbose)
-    batches, count = iter_input_batches(data, batch_size=batch_size)
+    batches, count = read_batches(base, data, batch_size=batch_size)
     progbar = keras.utils.Progbar(count, verbose=progbar_verbose)
     sink = _MemorySink() if path is None else _FileSink(path)
     with sink:
@@ -74,16 +81,12 @@ def cache_features(
             outputs = keras.tree.flatten(base.predict_on_batch(batch))
             sink.add([np.asarray(output) for output in outputs])
             progbar.update(step, finalize=False)
-        if sink.empty:
-            raise ValueError(
-                f"`data` yielded no batches. Received: data={data!r}"
-            )
         progbar.update(step, finalize=True)
         features = sink.result()
     return features[0] if len(features) == 1 else features
 
 
-# The two sinks share a protocol (a context manager with `empty`, `add` and
+# The two sinks share a protocol (a context manager with `add` and
 # `result`), so their small methods look alike; what each does differs.
 class _MemorySink:
     """Collects batches in memory and concatenates them at the end."""
@@ -96,10 +99,6 @@ class _MemorySink:
 
     def __exit__(self, *error):
         return False
-
-    @property
-    def empty(self):
-        return self.parts is None
 
     def add(self, outputs):
         if self.parts is None:
@@ -114,9 +113,12 @@ class _MemorySink:
 class _FileSink:
     """Streams batches into `.npy` files, one per base output.
 
-    Each file starts with a header for zero rows; once the row count is
-    known, the header is rewritten in place (numpy leaves room in it for the
-    row count to grow) and the file is opened as a memmap.
+    Each file is written next to its target and renamed onto it once whole
+    (see `_atomic`): an interrupted call leaves the files as they were, and
+    arrays memory-mapped from the files of an earlier call keep their
+    values. Each file starts with a header for zero rows; once the row count
+    is known, the header is rewritten in place (numpy leaves room in it for
+    the row count to grow).
     """
 
     def __init__(self, path):
@@ -125,21 +127,16 @@ class _FileSink:
         self.samples = None  # An empty slice of each output: dtype, shape.
         self.header_sizes = None
         self.rows = 0
+        self._renames = contextlib.ExitStack()
 
     def __enter__(self):
         os.makedirs(self.directory, exist_ok=True)
         return self
 
-    def __exit__(self, error_type, *error):
+    def __exit__(self, *error):
         for file in self.files or ():
             file.close()
-            if error_type is not None:
-                os.remove(file.name)
-        return False
-
-    @property
-    def empty(self):
-        return self.files is None
+        return self._renames.__exit__(*error)
 
     def add(self, outputs):
         if self.files is None:
@@ -152,9 +149,12 @@ class _FileSink:
             file.write(np.ascontiguousarray(output).tobytes())
         self.rows += len(outputs[0])
 
+    def _path(self, index):
+        return os.path.join(self.directory, f"features_{index}.npy")
+
     def _open(self, index):
-        name = os.path.join(self.directory, f"features_{index}.npy")
-        return open(name, "wb")  # noqa: SIM115  (closed in __exit__)
+        temporary = self._renames.enter_context(replacing(self._path(index)))
+        return open(temporary, "wb")  # noqa: SIM115  (closed in result)
 
     def result(self):
         sizes = zip(self.files, self.samples, self.header_sizes, strict=True)
@@ -166,7 +166,11 @@ class _FileSink:
                     f"Could not finish the header of {file.name}"
                 )
             file.close()
-        return [np.load(file.name, mmap_mode="r") for file in self.files]
+        self._renames.close()  # Each file renamed onto its target.
+        return [
+            np.load(self._path(index), mmap_mode="r")
+            for index in range(len(self.files))
+        ]
 
 
 def _write_header(file, sample, rows):

@@ -59,7 +59,9 @@ class PreciseBN(PreciseBNCallback, keras.callbacks.Callback):
         data: The data to measure on, in any form `fit()` accepts that can
             be read more than once: a numpy array (or a list/dict of them),
             an `(x, y)` tuple of those, a `tf.data.Dataset` or a
-            `keras.utils.PyDataset`. Only the inputs are used; a keras-hub
+            `keras.utils.PyDataset` (frozen_bn's data contract,
+            docs/data.md; every batch is checked finite and against the
+            model's inputs). Only the inputs are used; a keras-hub
             task's `preprocessor` is applied as in `fit()`. A few hundred
             batches are plenty (detectron2 uses 200).
         steps: If given, each pass reads at most this many batches.
@@ -155,11 +157,16 @@ class ModeGapMonitor(ModeGapMonitorCallback, keras.callbacks.Callback):
     Dropout is active in the training-mode call, as under `fit()`.
 
     Args:
-        x: A sample of inputs: a numpy array, or a list/dict of them.
+        x: A sample of inputs: a numpy array, or a list/dict of them,
+            finite and fitting the model's inputs (checked when training
+            starts; see docs/data.md).
         y: Optional labels of `x`, as for `frozen_bn.diagnose`.
         batch_size: Batch size of the pass. Defaults to 32.
         max_gap: If given, training stops at the end of the first epoch
-            whose `mode_gap` is at least this (`diagnose` flags 0.5).
+            whose `mode_gap` is at least this (`diagnose` flags 0.5), or
+            whose outputs on `x` are NaN or infinite (`mode_gap` is then
+            NaN, which no threshold catches; a `RuntimeWarning` names it
+            with or without `max_gap`).
         verbose: 0 (default) or 1: whether to say why training stopped,
             in one line below Keras's own line for that epoch.
 

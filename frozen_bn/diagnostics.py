@@ -103,6 +103,10 @@ class DiagnosisReport:
             (argmax, or threshold 0.5 for one output) differs between modes;
             `None` when the outputs are not one vector of scores per sample
             (e.g. a backbone's feature map).
+        non_finite_outputs: How many output values are NaN or infinite (both
+            modes together). The inputs are checked finite first, so such
+            outputs come from the model's weights: the report flags them as
+            the cause, and no BN statistics are blamed.
         task: `"binary"` or `"multiclass"` with labels, else `None`.
         chance: Accuracy of always predicting the most frequent label.
         inference: Metrics in inference mode (`loss`, `accuracy`, and for a
@@ -131,6 +135,7 @@ class DiagnosisReport:
     layers: list
     output_gap: float
     prediction_disagreement: float | None
+    non_finite_outputs: int = 0
     task: str | None = None
     chance: float | None = None
     inference: dict | None = None
@@ -232,9 +237,11 @@ def diagnose(
         model: A built Keras 3 or tf_keras model with one output of class
             scores per sample for the metrics; any outputs otherwise (e.g.
             a backbone's feature maps, compared by the output gap alone).
-        x: The inputs: a numpy array, or a list/dict of them. A keras-hub
-            task with a `preprocessor` preprocesses them first, as in
-            `predict()`.
+        x: The inputs: a numpy array, or a list/dict of them (the array
+            forms of frozen_bn's data contract, docs/data.md), finite and
+            fitting the model's inputs (a `ValueError` names the first value
+            that is not). A keras-hub task with a `preprocessor`
+            preprocesses them first, as in `predict()`.
         y: Optional labels: 0/1 for one output (binary), class indices or
             one-hot rows for several (multiclass).
         batch_size: Batch size of the pass (each batch runs in both
@@ -252,13 +259,13 @@ def diagnose(
     >>> report.plot().savefig("diagnosis.png")
     """
     check_model(model)
-    samples = _diagnosis_data.check_inputs(model, x)
+    samples = _diagnosis_data.check_inputs(model, x, batch_size=batch_size)
     labels = None if y is None else _diagnosis_data.check_labels(y, samples)
     reading = ModelReading(model)
     behaviours = fit_behaviours(reading)
     layers = [layer for layer, _ in behaviours]
     statistics, gap = _mode_gap.ModeComparison(model, layers).run(
-        x, labels, batch_size=batch_size, verbose=verbose
+        x, labels, name="x", batch_size=batch_size, verbose=verbose
     )
     switched_off = switched_off_layers(reading)
     report = DiagnosisReport(
@@ -290,7 +297,10 @@ def _layer_diagnosis(layer, behaviour, measured):
         (moving_mean, moving_variance),
         layer.epsilon,
     )
-    drifted = is_drifted(mean_shift, variance_ratio)
+    # Non-finite inputs of a layer come from the weights below it (the
+    # data is checked finite): the verdict names them, not its statistics.
+    finite = math.isfinite(mean_shift) and math.isfinite(variance_ratio)
+    drifted = finite and is_drifted(mean_shift, variance_ratio)
     return LayerDiagnosis.of(
         layer,
         behaviour,

@@ -9,12 +9,11 @@ from one policy; `unfreeze` puts back the flags `freeze` changed.
 from __future__ import annotations
 
 import dataclasses
-import reprlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from frozen_bn import _copying, _walk
-from frozen_bn._checks import check_model
+from frozen_bn._checks import check_bool, check_model, check_one_of
 from frozen_bn._freeze_selection import frozen_layers
 from frozen_bn._runtime import is_tf_keras_model
 from frozen_bn.patching import patch_model
@@ -147,7 +146,8 @@ def freeze(
     >>> model = frozen_bn.unfreeze(model)  # every layer trainable again
     """
     check_model(model)
-    policy = _check_policy(batch_norm)
+    policy = check_one_of(batch_norm, "batch_norm", tuple(POLICIES))
+    inplace = check_bool(inplace, "inplace")
     frozen = frozen_layers(model, up_to, stages)
     before = getattr(model, _RECORD, None)
     target = _patched(model, inplace)
@@ -191,6 +191,7 @@ def unfreeze(model: keras.Model, *, inplace: bool = False) -> keras.Model:
     >>> model = frozen_bn.unfreeze(frozen)
     """
     check_model(model)
+    inplace = check_bool(inplace, "inplace")
     before = getattr(model, _RECORD, None)
     if before is None:
         raise ValueError(
@@ -219,13 +220,3 @@ def _is_patched(model):
         hasattr(layer, "freeze_moving_stats")
         for layer in _walk.batch_norm_layers(model)
     )
-
-
-def _check_policy(batch_norm):
-    if batch_norm not in POLICIES:
-        raise ValueError(
-            "Expected `batch_norm` to be one of "
-            f"{', '.join(map(repr, POLICIES))}. "
-            f"Received: batch_norm={reprlib.repr(batch_norm)}"
-        )
-    return batch_norm

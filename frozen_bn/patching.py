@@ -6,15 +6,22 @@ import reprlib
 import warnings
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from frozen_bn import _flavors, _placement, _walk
-from frozen_bn._checks import check_model
+from frozen_bn._checks import (
+    check_bool,
+    check_layer_choice,
+    check_model,
+    check_rule_result,
+)
 from frozen_bn._reading import ModelReading
 
 if TYPE_CHECKING:
     import keras
 
 
-def _freeze_rule(freeze_moving_stats, bn_names):
+def _freeze_rule(freeze_moving_stats, batch_norms):
     """Turns the `freeze_moving_stats` argument into `(layer, auto) -> bool`.
 
     `auto` tells whether the model's graph calls the layer with
@@ -22,21 +29,24 @@ def _freeze_rule(freeze_moving_stats, bn_names):
     """
     value = freeze_moving_stats
     if value is None:
-        return lambda layer, auto: auto or layer.freeze_moving_stats
-    if isinstance(value, bool):
-        return lambda layer, auto: value
+        return lambda layer, auto: (
+            auto or getattr(layer, "freeze_moving_stats", False)
+        )
+    if isinstance(value, bool | np.bool_):
+        return lambda layer, auto: bool(value)
     if callable(value):
-        return lambda layer, auto: _checked_bool(value(layer), layer)
+        return lambda layer, auto: check_rule_result(
+            value(layer), "freeze_moving_stats", layer
+        )
     if isinstance(value, (list, tuple, set, frozenset)) and all(
         isinstance(name, str) for name in value
     ):
-        unknown = sorted(set(value) - set(bn_names))
-        if unknown:
-            raise ValueError(
-                "`freeze_moving_stats` names layers that are not "
-                f"BatchNormalization layers of `model`: {unknown}. "
-                f"Its BatchNormalization layers are: {bn_names}"
-            )
+        check_layer_choice(
+            value,
+            "freeze_moving_stats",
+            batch_norms,
+            "BatchNormalization layers of `model`",
+        )
         return lambda layer, auto: layer.name in value
     raise TypeError(
         "Expected `freeze_moving_stats` to be None, a bool, a callable "
@@ -45,16 +55,9 @@ def _freeze_rule(freeze_moving_stats, bn_names):
     )
 
 
-def _checked_bool(result, layer):
-    if not isinstance(result, bool):
-        raise TypeError(
-            "The `freeze_moving_stats` callable must return a bool. "
-            f"Received: {result!r} for layer {layer.name!r}"
-        )
-    return result
-
-
 def _check_inplace(flavor, inplace):
+    """Returns `inplace` as a bool, if this Keras can change models in place."""
+    inplace = check_bool(inplace, "inplace")
     if inplace and flavor.static_graph:
         raise ValueError(
             "`inplace=True` cannot change a tf_keras model in TF1 graph "
@@ -62,6 +65,7 @@ def _check_inplace(flavor, inplace):
             "their behaviour. Pass `inplace=False` (the default) to get a "
             "model with a new graph. Received: inplace=True"
         )
+    return inplace
 
 
 def _warn(message):
@@ -126,11 +130,14 @@ def patch_model(
             the model's graph calls with `training=False`, directly or
             inside a nested model so called; layers that already had it
             keep it. `True`/`False`: every patched layer. A callable
-            `layer -> bool`, or a list of layer names, chooses per layer.
-        inplace: If `False` (default), returns a patched copy and leaves
-            `model` untouched. If `True`, patches `model` itself and returns
-            it (not for tf_keras models in TF1 graph mode, whose graph
-            cannot change).
+            `layer -> bool`, or a list of layer names, chooses per layer;
+            the callable sees each layer as it is before patching, and is
+            called for every layer before any changes, so that one that
+            raises (or returns no bool) leaves `model` as it was.
+        inplace: A bool. If `False` (default), returns a patched copy and
+            leaves `model` untouched. If `True`, patches `model` itself and
+            returns it (not for tf_keras models in TF1 graph mode, whose
+            graph cannot change).
 
     Returns:
         The patched model. If `model` was compiled, call `compile()` on the
@@ -149,9 +156,9 @@ def patch_model(
     """
     check_model(model)
     flavor = _flavors.flavor_of(model)
-    _check_inplace(flavor, inplace)
-    bn_names = [layer.name for layer in _walk.batch_norm_layers(model)]
-    rule = _freeze_rule(freeze_moving_stats, bn_names)
+    inplace = _check_inplace(flavor, inplace)
+    batch_norms = _walk.batch_norm_layers(model)
+    rule = _freeze_rule(freeze_moving_stats, batch_norms)
     target = model if inplace else flavor.copy_model(model)
     reading = ModelReading(target)
     called_in_inference = {
@@ -159,19 +166,24 @@ def patch_model(
     }
     ours = tuple(flavor.patched_classes.values())
     foreign = []
+    # 1. Every decision first, so that a rule that fails changes nothing.
+    decisions = []
     for layer in reading.batch_norms:
         patched_class = flavor.patched_classes.get(type(layer))
-        if patched_class is not None:
-            patched_class._adopt(layer)
-        elif not isinstance(layer, ours):
+        if patched_class is None and not isinstance(layer, ours):
             foreign.append(f"{layer.name} ({type(layer).__name__})")
             continue
         auto = id(layer) in called_in_inference
-        layer.freeze_moving_stats = rule(layer, auto)
+        decisions.append((layer, patched_class, rule(layer, auto)))
+    # 2. The changes, which cannot fail.
+    for layer, patched_class, freeze in decisions:
+        if patched_class is not None:
+            patched_class._adopt(layer)
+        layer.freeze_moving_stats = freeze
     target = flavor.finish_patch(target)
     if not inplace and flavor is _flavors.KERAS_3:
         _placement.remember_copy(model, target)
-    if not bn_names:
+    if not batch_norms:
         _warn(f"`model` ({model.name!r}) has no BatchNormalization layer.")
     if foreign:
         _warn(
@@ -206,7 +218,7 @@ def unpatch_model(model: keras.Model, *, inplace: bool = False) -> keras.Model:
     """
     check_model(model)
     flavor = _flavors.flavor_of(model)
-    _check_inplace(flavor, inplace)
+    inplace = _check_inplace(flavor, inplace)
     target = flavor.unpatch(model if inplace else flavor.copy_model(model))
     if _walk.is_compiled(model):
         _warn(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import reprlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from frozen_bn import _moving_stats, _probe
-from frozen_bn._checks import check_model
+from frozen_bn._checks import check_layer_choice, check_model
 from frozen_bn._walk import batch_norm_layers
 
 if TYPE_CHECKING:
@@ -71,7 +70,11 @@ def recalibrate(
         data: A numpy array (or a list/dict of them for a multi-input
             model), an `(x, y)` or `(x, y, sample_weight)` tuple of those, a
             `tf.data.Dataset`, a `keras.utils.PyDataset`, or any iterable
-            (e.g. a generator) of batches. Only the model inputs are used.
+            (e.g. a generator) of batches: frozen_bn's data contract
+            (docs/data.md). A list of arrays is the inputs of a multi-input
+            model, as in `fit()`; several batches come as an iterator. Only
+            the model inputs are used. Every batch is checked before the
+            model sees it: numeric, finite, and fitting the model's inputs.
             A keras-hub task with a `preprocessor` preprocesses each batch
             first, as in `fit()`.
         steps: If given, the pass stops after this many batches.
@@ -87,6 +90,12 @@ def recalibrate(
 
     Returns:
         `model`, with its moving statistics set in place.
+
+    Raises:
+        TypeError: `data` is of no accepted form, or a batch is not numeric.
+        ValueError: a batch holds NaN or infinity (the error names its
+            batch and position), does not fit the model's inputs, or the
+            measured statistics are not finite. Then no statistic changed.
 
     Reference:
     - [Li et al., 2016](https://arxiv.org/abs/1603.04779) (AdaBN).
@@ -125,22 +134,9 @@ def chosen_layers(model, layers):
     if layers is None:
         chosen = found
     else:
-        by_name = {layer.name: layer for layer in found}
-        by_id = {id(layer): layer for layer in found}
-        if isinstance(layers, str) or not hasattr(layers, "__iter__"):
-            layers = [layers]
-        chosen = []
-        for layer in layers:
-            match = by_name.get(layer) if isinstance(layer, str) else None
-            match = match or by_id.get(id(layer))
-            if match is None:
-                raise ValueError(
-                    "Expected `layers` to hold BatchNormalization layers of "
-                    "`model` (or their names). Received: "
-                    f"layers={reprlib.repr(layers)}, where {layer!r} is not "
-                    f"one. The model's BN layers: {sorted(by_name)}"
-                )
-            chosen.append(match)
+        chosen = check_layer_choice(
+            layers, "layers", found, "BatchNormalization layers of `model`"
+        )
     for layer in chosen:
         if getattr(layer, "renorm", False):
             raise ValueError(

@@ -13,10 +13,13 @@ original.
 
 from __future__ import annotations
 
+import numbers
+
 import keras
+import numpy as np
 
 from frozen_bn import _copying, _walk
-from frozen_bn._checks import check_model
+from frozen_bn._checks import check_layer_index, check_model
 
 # How many valid cut points before and after a refused one an error lists.
 _NEAREST = 3
@@ -131,14 +134,8 @@ def _nearest_cut_points(graph, cut):
 
 def _cut_position(model, graph, at):
     """The position in `graph.operations` of what `at` names or indexes."""
-    layers = model.layers
-    if isinstance(at, int) and not isinstance(at, bool):
-        if not -len(layers) <= at < len(layers):
-            raise ValueError(
-                f"Expected `at` to index one of the {len(layers)} layers of "
-                f"`model`. Received: at={at}"
-            )
-        return graph.position[id(layers[at])]
+    if isinstance(at, numbers.Integral) and not isinstance(at, bool | np.bool_):
+        return graph.position[id(check_layer_index(at, "at", model))]
     if not isinstance(at, str):
         raise TypeError(
             "Expected `at` to be a layer name or index. "

@@ -227,6 +227,41 @@ def test_path_removes_its_files_when_caching_fails(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_failed_call_leaves_the_files_of_an_earlier_one(tmp_path):
+    base = base_at("bn2")  # Two outputs: two files.
+    x, _ = dataset()
+    frozen_bn.cache_features(base, x, path=tmp_path, verbose=0)
+    names = sorted(os.listdir(tmp_path))
+    before = [(tmp_path / name).read_bytes() for name in names]
+
+    def failing():
+        yield x[:BATCH]
+        raise OSError("disk went away")
+
+    with pytest.raises(OSError, match="disk went away"):
+        frozen_bn.cache_features(base, failing(), path=tmp_path, verbose=0)
+    assert sorted(os.listdir(tmp_path)) == names
+    assert [(tmp_path / name).read_bytes() for name in names] == before
+
+
+def test_a_second_call_keeps_the_arrays_of_the_first(tmp_path):
+    base = base_at("bn2")
+    x, _ = dataset()
+    first = frozen_bn.cache_features(base, x, path=tmp_path, verbose=0)
+    kept = [np.array(features) for features in first]
+    second = frozen_bn.cache_features(
+        base, x[:BATCH] + 1.0, path=tmp_path, verbose=0
+    )
+    # The first memmaps read the files they were opened from, not their
+    # successors.
+    for features, values in zip(first, kept, strict=True):
+        np.testing.assert_array_equal(features, values)
+    for features, expected in zip(
+        second, expected_features(base, x[:BATCH] + 1.0), strict=True
+    ):
+        np.testing.assert_array_equal(features, expected)
+
+
 def test_caching_does_not_change_base():
     base = base_at("relu1")
     before = all_weights(base)
@@ -292,7 +327,9 @@ def test_rejects_bad_verbose():
 
 
 def test_rejects_empty_data():
-    with pytest.raises(ValueError, match=r"`data` yielded no batches"):
+    with pytest.raises(
+        ValueError, match=r"Expected `data` to yield at least one batch"
+    ):
         frozen_bn.cache_features(base_at("relu1"), iter([]), verbose=0)
 
 

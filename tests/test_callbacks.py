@@ -471,7 +471,7 @@ def test_max_gap_stops_training():
     "arguments, error, message",
     [
         ({"max_gap": 0}, ValueError, "`max_gap`"),
-        ({"max_gap": "0.5"}, ValueError, "`max_gap`"),
+        ({"max_gap": "0.5"}, TypeError, "`max_gap`"),
         ({"batch_size": 0}, ValueError, "`batch_size`"),
     ],
 )
@@ -483,7 +483,7 @@ def test_mode_gap_rejects_bad_arguments(arguments, error, message):
 def test_mode_gap_rejects_inputs_that_do_not_fit_the_model():
     x, y = dataset()
     monitor = ModeGapMonitor(np.zeros((4, 5, 5, 3), "float32"))
-    with pytest.raises(ValueError, match="Expected `x` to fit"):
+    with pytest.raises(ValueError, match="Expected each batch of `x` to fit"):
         frozen_base_classifier().fit(x, y, callbacks=[monitor], verbose=0)
 
 

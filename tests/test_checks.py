@@ -1,5 +1,7 @@
 """Tests for the argument validators of `frozen_bn._checks`."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -102,7 +104,11 @@ def test_check_bool_returns_the_bool():
     assert _checks.check_bool(False, "flag") is False
 
 
-@pytest.mark.parametrize("value", [1, None, "yes", np.bool_(True)])
+def test_check_bool_accepts_a_numpy_bool():
+    assert _checks.check_bool(np.bool_(True), "flag") is True
+
+
+@pytest.mark.parametrize("value", [1, None, "yes", "no", np.int64(0)])
 def test_check_bool_rejects_other_values(value):
     with pytest.raises(
         TypeError,
@@ -120,24 +126,93 @@ def test_check_positive_int_returns_the_int():
     assert _checks.check_positive_int(None, "steps", allow_none=True) is None
 
 
-@pytest.mark.parametrize("value", [0, -2, 1.0, True, None, "8"])
-def test_check_positive_int_rejects_other_values(value):
+def test_check_positive_int_accepts_a_numpy_integer():
+    value = _checks.check_positive_int(np.int64(8), "batch_size")
+    assert value == 8 and type(value) is int
+
+
+@pytest.mark.parametrize("value", [0, -2, np.int32(0)])
+def test_check_positive_int_rejects_integers_below_one(value):
     with pytest.raises(
         ValueError,
         match=r"^Expected `batch_size` to be a positive integer\. "
-        rf"Received: batch_size={value!r}$",
+        rf"Received: batch_size={re.escape(repr(value))}$",
     ):
         _checks.check_positive_int(value, "batch_size")
 
 
-@pytest.mark.parametrize("value", [0, True])
-def test_check_positive_int_or_none_says_so(value):
+@pytest.mark.parametrize("value", [1.0, True, np.bool_(True), None, "8"])
+def test_check_positive_int_rejects_other_types(value):
+    with pytest.raises(
+        TypeError,
+        match=r"^Expected `batch_size` to be a positive integer\. "
+        rf"Received: batch_size=.* of type {type(value).__name__}$",
+    ):
+        _checks.check_positive_int(value, "batch_size")
+
+
+def test_check_positive_int_or_none_says_so():
     with pytest.raises(
         ValueError,
         match=r"^Expected `steps` to be a positive integer or None\. "
-        rf"Received: steps={value!r}$",
+        r"Received: steps=0$",
     ):
-        _checks.check_positive_int(value, "steps", allow_none=True)
+        _checks.check_positive_int(0, "steps", allow_none=True)
+
+
+# check_positive_number
+
+
+@pytest.mark.parametrize("value", [0.5, 2, np.float32(0.25), np.int64(3)])
+def test_check_positive_number_returns_a_float(value):
+    assert _checks.check_positive_number(value, "max_gap") == float(value)
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        (0, ValueError),
+        (-1.0, ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        ("0.5", TypeError),
+        (True, TypeError),
+    ],
+)
+def test_check_positive_number_rejects_other_values(value, error):
+    with pytest.raises(error, match=r"^Expected `max_gap` to be a positive"):
+        _checks.check_positive_number(value, "max_gap")
+
+
+# check_one_of
+
+
+def test_check_one_of_returns_the_value():
+    assert (
+        _checks.check_one_of("warn", "on_change", ("warn", "raise")) == "warn"
+    )
+
+
+@pytest.mark.parametrize("value, error", [("stop", ValueError), (1, TypeError)])
+def test_check_one_of_rejects_other_values(value, error):
+    with pytest.raises(
+        error, match=r"^Expected `on_change` to be one of 'warn', 'raise'\. "
+    ):
+        _checks.check_one_of(value, "on_change", ("warn", "raise"))
+
+
+# check_rule_result
+
+
+def test_check_rule_result_rejects_a_non_bool():
+    layer = keras.layers.Dense(2, name="d")
+    with pytest.raises(
+        TypeError,
+        match=r"^Expected the `up_to` callable to return a bool\. Received: "
+        r"1 of type int for layer 'd'$",
+    ):
+        _checks.check_rule_result(1, "up_to", layer)
+    assert _checks.check_rule_result(np.bool_(False), "up_to", layer) is False
 
 
 # check_verbose

@@ -4,8 +4,11 @@ points and what TensorFlow logs when it starts."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import zipfile
 
 import keras
 import numpy as np
@@ -91,11 +94,115 @@ def test_missing_file_exits_2_with_message_on_stderr(tmp_path, capsys):
     assert captured.out == ""
 
 
-def test_unreadable_file_exits_2(tmp_path, capsys):
+def test_a_file_that_is_not_a_model_exits_2(tmp_path, capsys):
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"not a zip archive")
     assert cli.main(["unpatch", str(broken), str(tmp_path / "o.keras")]) == 2
+    assert (
+        f"{broken} is not a Keras model file: a keras model file is a zip "
+        "archive, and this one is not" in capsys.readouterr().err
+    )
+
+
+def test_a_zip_that_is_not_a_model_exits_2(tmp_path, capsys):
+    archive = tmp_path / "archive.keras"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("notes.txt", "hello")
+    assert cli.main(["patch", str(archive), str(tmp_path / "o.keras")]) == 2
     assert "cannot read model file" in capsys.readouterr().err
+
+
+def test_directories_exit_2(tmp_path, capsys):
+    saved_model(tmp_path / "in.keras")
+    (tmp_path / "dir.keras").mkdir()
+    source, folder = str(tmp_path / "in.keras"), str(tmp_path / "dir.keras")
+    assert cli.main(["patch", folder, str(tmp_path / "o.keras")]) == 2
+    assert "is a directory, not a model file" in capsys.readouterr().err
+    assert cli.main(["patch", source, folder]) == 2
+    assert "output path is a directory" in capsys.readouterr().err
+    missing = str(tmp_path / "missing" / "o.keras")
+    assert cli.main(["fold", source, missing]) == 2
+    assert "output directory does not exist" in capsys.readouterr().err
+
+
+def test_patch_keeps_the_compile_config_and_optimizer_state(tmp_path):
+    path = tmp_path / "in.keras"
+    model = saved_model(path)
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    x = np.random.default_rng(0).normal(size=(8, 6)).astype("float32")
+    model.fit(x, x[:, :4], epochs=2, verbose=0)
+    model.save(path)
+
+    assert cli.main(["patch", str(path), str(path)]) == 0  # In place.
+
+    patched = keras.models.load_model(path)
+    assert patched.compiled
+    assert int(patched.optimizer.iterations.numpy()) == 2
+    assert_weights_bitwise_equal(
+        [
+            (v.path, keras.ops.convert_to_numpy(v))
+            for v in model.optimizer.variables
+        ],
+        [
+            (v.path, keras.ops.convert_to_numpy(v))
+            for v in patched.optimizer.variables
+        ],
+    )
+    assert os.listdir(tmp_path) == ["in.keras"]  # No temporary file left.
+
+
+def big_model():
+    """A model whose file takes a while to write (about 16 MB)."""
+    inputs = keras.Input((1000,))
+    x = keras.layers.Dense(2000)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    return keras.Model(inputs, keras.layers.Dense(1000)(x))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "signum, code, word, same_path",
+    [
+        (signal.SIGINT, 130, "interrupted", True),
+        (signal.SIGTERM, 143, "terminated", True),
+        (signal.SIGINT, 130, "interrupted", False),
+    ],
+    ids=["sigint-onto-input", "sigterm-onto-input", "sigint-elsewhere"],
+)
+def test_interrupted_patch_leaves_the_target_old_or_new(
+    tmp_path, signum, code, word, same_path
+):
+    source = tmp_path / "in.keras"
+    big_model().save(source)
+    target = source if same_path else tmp_path / "out.keras"
+    if not same_path:
+        shutil.copy(source, target)  # An old file that must survive.
+    old = target.read_bytes()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "frozen_bn", "patch", str(source), str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # The temporary file appears when the save begins.
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        if any(".tmp" in name for name in os.listdir(tmp_path)):
+            break
+        time.sleep(0.001)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+
+    assert process.returncode == code, err
+    assert err.strip().splitlines()[-1] == f"frozen-bn patch: {word}"
+    assert "Traceback" not in err
+    assert not [name for name in os.listdir(tmp_path) if ".tmp" in name]
+    if target.read_bytes() != old:  # Then it is the whole new file.
+        patched = keras.models.load_model(target)
+        assert all(
+            isinstance(layer, frozen_bn.BatchNormalization)
+            for layer in _walk.batch_norm_layers(patched)
+        )
 
 
 def test_wrong_suffix_exits_2(tmp_path, capsys):

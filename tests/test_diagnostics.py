@@ -517,7 +517,11 @@ def test_not_a_model_raises_type_error():
 
 
 def test_inputs_of_the_wrong_shape_raise():
-    with pytest.raises(ValueError, match=r"Expected `x` to fit .*\(64, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected each batch of `x` to fit the inputs of `model` .*"
+        r"rank 4 .*Received: batch 0 of shape \(32, 4\)",
+    ):
         frozen_bn.diagnose(conv_net(), np.zeros((64, 4), "float32"))
 
 
@@ -669,7 +673,7 @@ def test_cli_unreadable_model_exits_2(tmp_path, capsys):
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"not a zip archive")
     assert cli.main(["inspect", str(broken)]) == 2
-    assert "cannot read model file" in capsys.readouterr().err
+    assert "is not a Keras model file" in capsys.readouterr().err
 
 
 def test_cli_data_of_the_wrong_shape_exits_2(tmp_path, capsys):
@@ -680,5 +684,5 @@ def test_cli_data_of_the_wrong_shape_exits_2(tmp_path, capsys):
 
     assert code == 2
     captured = capsys.readouterr()
-    assert "Expected `x` to fit the inputs" in captured.err
+    assert "Expected each batch of `x` to fit the inputs" in captured.err
     assert "Traceback" not in captured.err

@@ -284,7 +284,7 @@ def test_summary_rows():
         ({"stages": True}, TypeError, r"`stages` to be an int"),
         ({"up_to": True}, TypeError, r"Received: up_to=True of type bool"),
         ({"up_to": 1.0}, TypeError, r"layer name, an index"),
-        ({"up_to": lambda layer: 1}, TypeError, r"must return a bool"),
+        ({"up_to": lambda layer: 1}, TypeError, r"callable to return a bool"),
         (
             {"up_to": 1, "batch_norm": "eval"},
             ValueError,

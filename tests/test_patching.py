@@ -499,7 +499,9 @@ def test_unbuilt_model_raises_value_error():
 
 def test_unknown_layer_names_raise_value_error():
     with pytest.raises(
-        ValueError, match=r"not BatchNormalization layers.*\['nope'\]"
+        ValueError,
+        match=r"Expected `freeze_moving_stats` to hold BatchNormalization "
+        r"layers.*'nope' is not one",
     ):
         frozen_bn.patch_model(
             functional_net(), freeze_moving_stats=["a_bn", "nope"]
@@ -513,7 +515,7 @@ def test_invalid_freeze_moving_stats_raises_type_error(value):
 
 
 def test_callable_must_return_a_bool():
-    with pytest.raises(TypeError, match="must return a bool"):
+    with pytest.raises(TypeError, match="callable to return a bool"):
         frozen_bn.patch_model(
             functional_net(), freeze_moving_stats=lambda layer: 1
         )

@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from frozen_bn import _tf_logs
-from frozen_bn.cli import _demo, _export, _reports, _surgery
+from frozen_bn.cli import _demo, _export, _reports, _signals, _surgery
 from frozen_bn.cli._command import EXIT_OK, EXIT_USAGE, UsageError
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "UsageError", "build_parser", "main"]
@@ -63,13 +63,25 @@ def build_parser():
 
 
 def main(argv=None):
-    """Entry point of the `frozen-bn` console script; returns the exit code."""
+    """Entry point of the `frozen-bn` console script; returns the exit code.
+
+    Errors the user can fix end with exit code 2, SIGINT with 130 and
+    SIGTERM with 143, each with one line on stderr.
+    """
     args = build_parser().parse_args(argv)
     if not args.verbose:
         _tf_logs.quiet()
     _tf_logs.obey_level()
+    prefix = f"frozen-bn {args.command}"
     try:
-        return args.run(args)
+        with _signals.terminated_by_exception():
+            return args.run(args)
     except UsageError as error:
-        print(f"frozen-bn {args.command}: error: {error}", file=sys.stderr)
+        print(f"{prefix}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return _signals.EXIT_INTERRUPTED
+    except _signals.Terminated:
+        print(f"{prefix}: terminated", file=sys.stderr)
+        return _signals.EXIT_TERMINATED

@@ -1,7 +1,12 @@
 """`frozen-bn inspect` and `diagnose`: what a model file's BN layers will do."""
 
 from frozen_bn.cli._command import EXIT_OK, Command, UsageError
-from frozen_bn.cli._files import load_arrays, load_model_file
+from frozen_bn.cli._files import (
+    check_writable,
+    load_arrays,
+    load_model_file,
+    save_figure_file,
+)
 
 
 def _add_inspect_arguments(parser):
@@ -80,6 +85,8 @@ def _run_diagnose(args):
 
     if args.plot and not args.plot.endswith(".png"):
         raise UsageError(f"expected a .png plot path, got: {args.plot}")
+    if args.plot:
+        check_writable(args.plot)
     model = load_model_file(args.model)
     x, y = load_arrays(args)
     try:
@@ -96,7 +103,7 @@ def _run_diagnose(args):
             raise UsageError(
                 "--plot needs matplotlib: pip install matplotlib"
             ) from error
-        figure.savefig(args.plot, dpi=120)
+        save_figure_file(figure, args.plot)
         print(f"plot saved to {args.plot}")
     return EXIT_OK
 

@@ -1,7 +1,11 @@
 """`frozen-bn patch`, `unpatch` and `fold`: model file in, model file out."""
 
 from frozen_bn.cli._command import EXIT_OK, Command, UsageError
-from frozen_bn.cli._files import load_model_file, save_model_file
+from frozen_bn.cli._files import (
+    check_model_output,
+    load_model_file,
+    save_model_file,
+)
 
 
 def _add_in_out(parser):
@@ -33,10 +37,11 @@ def _add_patch_arguments(parser):
 def _run_patch(args):
     from frozen_bn.patching import patch_model
 
+    check_model_output(args.output)
     model = load_model_file(args.input)
     freeze = FREEZE_CHOICES[args.freeze_moving_stats]
     patched = patch_model(model, freeze_moving_stats=freeze, inplace=True)
-    save_model_file(patched, args.output)
+    save_model_file(patched, args.output, source=args.input)
     print(f"patched {args.input} -> {args.output}")
     return EXIT_OK
 
@@ -44,8 +49,11 @@ def _run_patch(args):
 def _run_unpatch(args):
     from frozen_bn.patching import unpatch_model
 
+    check_model_output(args.output)
     model = load_model_file(args.input)
-    save_model_file(unpatch_model(model, inplace=True), args.output)
+    save_model_file(
+        unpatch_model(model, inplace=True), args.output, source=args.input
+    )
     print(f"unpatched {args.input} -> {args.output}")
     return EXIT_OK
 
@@ -53,12 +61,13 @@ def _run_unpatch(args):
 def _run_fold(args):
     from frozen_bn.folding import fold_batch_norms
 
+    check_model_output(args.output)
     model = load_model_file(args.input)
     try:
         folded, report = fold_batch_norms(model)
     except ValueError as error:
         raise UsageError(f"cannot fold {args.input}: {error}") from error
-    save_model_file(folded, args.output)
+    save_model_file(folded, args.output, source=args.input)
     print(report.to_text())
     print(f"folded {args.input} -> {args.output}")
     return EXIT_OK

@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from frozen_bn._atomic import save_figure
 from frozen_bn.demo.protocol import IMPLEMENTATIONS, MODE_LABELS, MODES
 from frozen_bn.demo.report import groups, summarize
 
@@ -67,6 +68,6 @@ def draw_figure(results, path):
     figure.tight_layout()
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
     pyplot.close(figure)
     return True

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from frozen_bn._atomic import replacing
 from frozen_bn.demo.data import load_data
 from frozen_bn.demo.protocol import ARCHITECTURE, FINE_TUNED_BLOCK, IMAGE_SIZE
 
@@ -115,7 +116,8 @@ def pretrained_weights(seed, protocol, cache_dir, retrain=False):
     )
     weights = base.get_weights()
     os.makedirs(cache_dir, exist_ok=True)
-    np.savez(path, **{f"w{i}": w for i, w in enumerate(weights)})
+    with replacing(path) as temporary:  # An interrupted run leaves no cache.
+        np.savez(temporary, **{f"w{i}": w for i, w in enumerate(weights)})
     return weights, path
 
 

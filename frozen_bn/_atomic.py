@@ -1,0 +1,82 @@
+"""Writes files whole or not at all.
+
+Every file frozen_bn writes (models, cached features, figures, reports, the
+demo's cache) is written to a temporary file next to its target, flushed to
+disk, and renamed over the target with `os.replace`, which is atomic within
+one directory: a reader, or a run that was interrupted, finds the old file or
+the complete new one, never part of one. A file that was open or
+memory-mapped when it was replaced keeps its old content for whoever holds
+it, so replacing a file never changes an array read from it earlier.
+"""
+
+import contextlib
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def replacing(path):
+    """Yields a temporary path to write; moves it onto `path` on success.
+
+    The temporary file is in the directory of `path` and ends like it (Keras
+    and matplotlib read the format from the extension). If the block raises
+    (an interruption included), the temporary file is removed and `path` is
+    left as it was.
+
+    Args:
+        path: The file to write; its directory must exist.
+
+    Yields:
+        The temporary path, a file that exists and is empty.
+    """
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    suffix = os.path.splitext(name)[1]
+    handle, temporary = tempfile.mkstemp(
+        dir=directory, prefix=f".{name}.", suffix=f".tmp{suffix}"
+    )
+    os.close(handle)
+    try:
+        os.chmod(temporary, _mode_for(path))
+        yield temporary
+        _sync(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+    _sync_directory(directory)
+
+
+def save_figure(figure, path, **kwargs):
+    """`figure.savefig(path, **kwargs)`, whole or not at all.
+
+    The format comes from the extension of `path`, as matplotlib reads it.
+    """
+    with replacing(path) as temporary:
+        figure.savefig(temporary, **kwargs)
+
+
+def _mode_for(path):
+    """The permissions of the file at `path`, or those a new file gets."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _sync(path):
+    with open(path, "rb+") as file:
+        os.fsync(file.fileno())
+
+
+def _sync_directory(directory):
+    """Makes the rename itself durable (POSIX; not possible on Windows)."""
+    with contextlib.suppress(OSError):
+        handle = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
