@@ -11,6 +11,7 @@ it, so replacing a file never changes an array read from it earlier.
 
 import contextlib
 import os
+import shutil
 import tempfile
 
 
@@ -48,6 +49,41 @@ def replacing(path):
     _sync_directory(directory)
 
 
+@contextlib.contextmanager
+def replacing_entries(path):
+    """Yields a path to write in a staging directory beside `path`; moves
+    what was written there into place on success.
+
+    For writers that make a directory (a SavedModel) or files beside the
+    one named (an ONNX model's external data). Each entry is flushed to
+    disk, then renamed over its target; a directory that is replaced is
+    moved aside first and removed after. If the block raises, nothing
+    beside `path` changes.
+
+    Args:
+        path: The file or directory to write; its directory must exist.
+
+    Yields:
+        The path to write, named like `path`, in an empty directory.
+    """
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    staging = tempfile.mkdtemp(prefix=f".{name}.", dir=directory)
+    try:
+        yield os.path.join(staging, name)
+        for entry in os.listdir(staging):
+            written, target = (
+                os.path.join(staging, entry),
+                os.path.join(directory, entry),
+            )
+            _sync_tree(written)
+            if os.path.isdir(target) and not os.path.islink(target):
+                os.replace(target, os.path.join(staging, ".replaced"))
+            os.replace(written, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _sync_directory(directory)
+
+
 def save_figure(figure, path, **kwargs):
     """`figure.savefig(path, **kwargs)`, whole or not at all.
 
@@ -70,6 +106,16 @@ def _mode_for(path):
 def _sync(path):
     with open(path, "rb+") as file:
         os.fsync(file.fileno())
+
+
+def _sync_tree(path):
+    """Flushes a file, or every file under a directory, to disk."""
+    if not os.path.isdir(path):
+        _sync(path)
+        return
+    for root, _, files in os.walk(path):
+        for name in files:
+            _sync(os.path.join(root, name))
 
 
 def _sync_directory(directory):

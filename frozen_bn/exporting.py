@@ -2,14 +2,13 @@
 
 import contextlib
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 
-from frozen_bn import _artifacts
+from frozen_bn import _artifacts, _atomic
 from frozen_bn._checks import check_model
+from frozen_bn._data import arrays_of, check_arrays
 from frozen_bn._export_report import (
     ExportMismatchError,
     ExportReport,
@@ -110,13 +109,11 @@ def export(
     # 2. Export the inference-mode call, whole or not at all.
     kwargs.setdefault("input_signature", [model.input])
     wrapper = _InferenceCall(model)
-    with _without_gradients(model):
-        _write_whole(
-            filepath,
-            lambda path: wrapper.export(
-                path, format=format, verbose=verbose, **kwargs
-            ),
-        )
+    with (
+        _without_gradients(model),
+        _atomic.replacing_entries(filepath) as path,
+    ):
+        wrapper.export(path, format=format, verbose=verbose, **kwargs)
     # 3. Run it in its own runtime.
     if check_data is None:
         return None
@@ -187,19 +184,14 @@ def _compare(model, filepath, data, format, tolerance):
 
 
 def _as_input_arrays(model, data, name="data"):
-    """`data` as NumPy arrays of the model's input dtypes, same structure."""
-    try:
-        return keras.tree.map_structure(
-            lambda array, spec: np.asarray(array, dtype=spec.dtype),
-            data,
-            model.input,
-        )
-    except (AttributeError, ValueError, TypeError) as error:
-        raise ValueError(
-            f"Expected `{name}` to be arrays structured like the inputs of "
-            f"`model`. Received: {name} of type {type(data).__name__} "
-            f"({error})"
-        ) from error
+    """`data`, checked as the data contract checks it (`_data`), as NumPy
+    arrays of the model's input dtypes."""
+    check_arrays(model, data, name=name)
+    return keras.tree.map_structure(
+        lambda array, spec: np.asarray(array, dtype=spec.dtype),
+        arrays_of(data, name),
+        model.input,
+    )
 
 
 def _check_format(format):
@@ -275,20 +267,3 @@ def _without_gradients(model):
     finally:
         for tensor, flag in zip(tensors, flags, strict=True):
             tensor.requires_grad_(flag)
-
-
-def _write_whole(filepath, write):
-    """Calls `write(path)` on a temporary path beside `filepath`, then
-    renames what it wrote into place: a reader sees the old artifact or the
-    whole new one. (One place, for the package's shared atomic writer.)"""
-    directory, name = os.path.split(os.path.abspath(filepath))
-    staging = tempfile.mkdtemp(prefix=f".{name}.", dir=directory)
-    try:
-        write(os.path.join(staging, name))
-        for entry in os.listdir(staging):  # ONNX may add an external data file
-            target = os.path.join(directory, entry)
-            if os.path.isdir(target) and not os.path.islink(target):
-                os.replace(target, os.path.join(staging, ".replaced"))
-            os.replace(os.path.join(staging, entry), target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

@@ -339,7 +339,9 @@ def test_bad_arguments_are_named(tmp_path):
         frozen_bn.export(model, str(tmp_path / "missing" / "m"), FORMAT)
     with pytest.raises(ValueError, match="tolerance=0"):
         frozen_bn.export(model, path, FORMAT, tolerance=0)
-    with pytest.raises(ValueError, match="Expected `check_data`.*list"):
+    with pytest.raises(
+        ValueError, match=r"`check_data`.*A list of arrays is the inputs"
+    ):
         frozen_bn.export(model, path, FORMAT, check_data=[images(2)] * 2)
     with pytest.raises(ValueError, match="Expected `filepath` to be an export"):
         frozen_bn.check_export(model, path, images(2), FORMAT)
