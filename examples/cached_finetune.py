@@ -19,11 +19,15 @@ import os
 import tempfile
 import time
 
-import keras
+# Quiet TensorFlow's start-up lines unless you set a level; frozen_bn, imported
+# before Keras starts TensorFlow, holds even its first lines to that level.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import frozen_bn  # noqa: E402, I001
+import keras  # noqa: E402
 import numpy as np
 from sklearn.datasets import load_digits
 
-import frozen_bn
 
 # Pretraining and head epochs; --quick runs fewer.
 EPOCHS = {"full": (10, 20), "quick": (3, 15)}

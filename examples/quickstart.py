@@ -17,11 +17,16 @@ Run: python examples/quickstart.py [--quick]
 """
 
 import argparse
+import os
 
-import keras
+# Quiet TensorFlow's start-up lines unless you set a level; frozen_bn, imported
+# before Keras starts TensorFlow, holds even its first lines to that level.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import frozen_bn  # noqa: E402, I001
+import keras  # noqa: E402
 import numpy as np
 
-import frozen_bn
 
 SEED = 0
 
