@@ -18,7 +18,14 @@ import pytest
 pytest.importorskip("sklearn")
 
 from frozen_bn import cli, demo  # noqa: E402
-from frozen_bn.demo import data, models, protocol, report, runs  # noqa: E402
+from frozen_bn.demo import (  # noqa: E402
+    data,
+    models,
+    protocol,
+    report,
+    runs,
+    verdict,
+)
 from tests.guide_pattern import HONOURS_TRAINING_FALSE  # noqa: E402
 
 GRAPH_MODE = keras.backend.backend() == "tensorflow"
@@ -82,7 +89,7 @@ def test_graph_mode_stock_gap_is_large(quick):
 def test_graph_mode_patched_gap_is_small(quick):
     assert (
         abs(report.gap(quick[0], "tf_keras_graph", "patched"))
-        <= report.AGREEMENT_POINTS
+        <= verdict.AGREEMENT_POINTS
     )
 
 
@@ -106,7 +113,7 @@ def test_graph_mode_is_skipped_when_not_asked_for(quick):
 def test_keras3_guide_pattern_patched_gap_is_small(quick, implementation):
     assert (
         abs(report.gap(quick[0], "keras3_guide", implementation))
-        <= report.AGREEMENT_POINTS
+        <= verdict.AGREEMENT_POINTS
     )
 
 
@@ -284,7 +291,7 @@ def test_precise_bn_run_trains_as_the_patched_run_and_its_modes_agree(quick):
     )
     assert (
         abs(report.gap(quick[0], "keras3_trainable", "precise"))
-        <= report.AGREEMENT_POINTS
+        <= verdict.AGREEMENT_POINTS
     )
 
 

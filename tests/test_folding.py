@@ -170,7 +170,43 @@ def test_keras_hub_backbones_predict_like_the_original(name):
     assert len(_walk.batch_norm_layers(folded)) == len(report.kept)
     if name in HUB_FOLDS_EVERY_BATCH_NORM:
         assert report.kept == ()
-    assert_predicts_like(folded, model, random_inputs(model, batch=4))
+    x = random_inputs(model, batch=4)
+    np.testing.assert_allclose(
+        to_numpy(folded(x, training=False)),
+        to_numpy(model(x, training=False)),
+        rtol=1e-5,
+        atol=1e-5 * float(np.abs(to_numpy(model(x, training=False))).max()),
+    )
+    if name == "cspnet" and graph_mode_miscomputes_bias_add_leaky_relu():
+        pytest.xfail(
+            "TensorFlow's graph mode computes Conv2D (with bias) -> Add -> "
+            "LeakyReLU wrongly on this CPU, in plain Keras: see "
+            "graph_mode_miscomputes_bias_add_leaky_relu"
+        )
+    assert_predicts_like(folded, model, x)
+
+
+@functools.cache
+def graph_mode_miscomputes_bias_add_leaky_relu():
+    """Whether TensorFlow's graph mode gets Conv2D (with a bias) -> Add ->
+    LeakyReLU wrong here, in a plain Keras model.
+
+    TensorFlow 2.21's oneDNN rewrite fuses the three ops; on this project's
+    CPUs (AVX-512, AMX) `predict` and `tf.function` are then off by about 1
+    while the eager call and XLA are right (`TF_ENABLE_ONEDNN_OPTS=0`
+    avoids it). CSPNet's blocks end that way once their BNs are folded into
+    the convolutions before them.
+    """
+    if BACKEND != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    inputs = keras.Input((30, 30, 16))
+    conv = L.Conv2D(16, 1, bias_initializer="random_normal")(inputs)
+    model = keras.Model(inputs, L.LeakyReLU(0.01)(L.Add()([conv, inputs])))
+    x = random_inputs(model)
+    eager = to_numpy(model(x))
+    return not np.allclose(tf.function(model)(x).numpy(), eager, atol=1e-4)
 
 
 @keras_hub_models.requires_keras_hub
