@@ -37,7 +37,7 @@ $(NIGHTLY_VENV)/.installed: setup.py pyproject.toml
 	$(NIGHTLY_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(NIGHTLY_VENV)/bin/python -m pip install --quiet -e ".[dev]"
 	$(NIGHTLY_VENV)/bin/python -m pip uninstall --quiet --yes keras
-	$(NIGHTLY_VENV)/bin/python -m pip install --quiet --no-deps "$(KERAS_NIGHTLY)"
+	$(NIGHTLY_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall "$(KERAS_NIGHTLY)"
 	touch $@
 
 demo: $(VENV)/.installed
