@@ -317,7 +317,9 @@ def test_patching_keeps_a_training_false_it_cannot_take_over():
         patched.get_layer("base").get_layer("base_bn")
     ]
     leak_warnings = [
-        w for w in caught if "passes a recorded `training=False`" in str(w)
+        w
+        for w in caught
+        if "runs a call recorded with `training=False`" in str(w)
     ]
     if guide_pattern.LEAKS_TRAINING_FALSE:
         (warning,) = leak_warnings
