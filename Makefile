@@ -2,7 +2,7 @@
 # `make test` also sets up a second one with the next Keras release.
 #
 #   make test-fast   the quick tier, under 3 minutes on 2 cores: one backend
-#                    (JAX), the tests not marked slow of the modules listed
+#                    (TensorFlow), the tests not marked slow of the modules listed
 #                    in FAST_TESTS (chosen by measuring; the demo's
 #                    end-to-end run and the model-building suites are left
 #                    to `make test`)
@@ -17,10 +17,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 NIGHTLY_VENV ?= .venv-nightly
 KERAS_NIGHTLY := keras-nightly==3.16.0.dev2026102704
-FAST_BACKEND ?= jax
+FAST_BACKEND ?= tensorflow
 FAST_TESTS := $(addprefix tests/test_,$(addsuffix .py, \
 	checks metrics layers patching training_arg variable_values \
-	report_figure architecture freezing splitting package))
+	report_figure freezing))
 
 .PHONY: demo test test-fast lint typecheck package bench docs
 
