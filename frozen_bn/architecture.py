@@ -191,7 +191,3 @@ def format_stages(stages):
     ]
     header = ["stage", "first", "last", "layers", "resolution", "parameters"]
     return format_table(header, rows, numeric={3, 5})
-
-
-def _resolution(item):
-    return item.spatial if _stage_rules.is_known(item.spatial) else None
