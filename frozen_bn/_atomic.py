@@ -11,8 +11,8 @@ it, so replacing a file never changes an array read from it earlier.
 
 import contextlib
 import os
+import secrets
 import shutil
-import tempfile
 
 
 @contextlib.contextmanager
@@ -33,11 +33,11 @@ def replacing(path):
     path = os.fspath(path)
     directory, name = os.path.split(os.path.abspath(path))
     suffix = os.path.splitext(name)[1]
-    handle, temporary = tempfile.mkstemp(
-        dir=directory, prefix=f".{name}.", suffix=f".tmp{suffix}"
-    )
-    os.close(handle)
+    temporary = _name_beside(directory, name, suffix)
     try:
+        os.close(
+            os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        )
         os.chmod(temporary, _mode_for(path))
         yield temporary
         _sync(temporary)
@@ -67,8 +67,9 @@ def replacing_entries(path):
         The path to write, named like `path`, in an empty directory.
     """
     directory, name = os.path.split(os.path.abspath(os.fspath(path)))
-    staging = tempfile.mkdtemp(prefix=f".{name}.", dir=directory)
+    staging = _name_beside(directory, name)
     try:
+        os.mkdir(staging, 0o700)
         yield os.path.join(staging, name)
         for entry in os.listdir(staging):
             written, target = (
@@ -91,6 +92,19 @@ def save_figure(figure, path, **kwargs):
     """
     with replacing(path) as temporary:
         figure.savefig(temporary, **kwargs)
+
+
+def _name_beside(directory, name, suffix=""):
+    """A new hidden name beside `name` for a temporary file or directory.
+
+    The name is chosen before the entry is created, inside the block that
+    removes it, so an interruption cannot fall between the two (a signal
+    handler can run after any call returns). Its 64 random bits make a
+    clash with another entry practically impossible.
+    """
+    return os.path.join(
+        directory, f".{name}.{secrets.token_hex(8)}.tmp{suffix}"
+    )
 
 
 def _mode_for(path):

@@ -16,6 +16,7 @@ import pytest
 
 import frozen_bn
 from frozen_bn import _tf_logs, _walk, cli
+from frozen_bn.cli import _signals
 from tests.guide_pattern import SPREADS_TRAINING_DEFAULT, augmented_conv_net
 from tests.helpers import all_weights, assert_weights_bitwise_equal
 
@@ -203,6 +204,36 @@ def test_interrupted_patch_leaves_the_target_old_or_new(
             isinstance(layer, frozen_bn.BatchNormalization)
             for layer in _walk.batch_norm_layers(patched)
         )
+
+
+@pytest.mark.parametrize(
+    "signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
+)
+def test_a_signal_whose_exception_python_drops_still_ends_the_run(
+    signum, code, monkeypatch
+):
+    # Python drops an exception raised in __del__ (or in a gc callback,
+    # where a Ctrl-C landed in CI) and prints its traceback: the run goes
+    # on, prints nothing, then reports the signal.
+    class RaisesTheSignalWhenCollected:
+        def __del__(self):
+            signal.raise_signal(signum)
+
+    printed = []
+    monkeypatch.setattr(sys, "unraisablehook", printed.append)
+    before = signal.getsignal(signum)
+    went_on = False
+    with (
+        pytest.raises(_signals.Stopped) as stopped,
+        _signals.stopped_by_signals(),
+    ):
+        RaisesTheSignalWhenCollected()
+        went_on = True
+    assert went_on
+    assert stopped.value.exit_code == code
+    assert printed == []
+    assert signal.getsignal(signum) is before
+    assert sys.unraisablehook == printed.append
 
 
 def test_wrong_suffix_exits_2(tmp_path, capsys):

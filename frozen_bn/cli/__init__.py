@@ -74,14 +74,11 @@ def main(argv=None):
     _tf_logs.obey_level()
     prefix = f"frozen-bn {args.command}"
     try:
-        with _signals.terminated_by_exception():
+        with _signals.stopped_by_signals():
             return args.run(args)
     except UsageError as error:
         print(f"{prefix}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{prefix}: interrupted", file=sys.stderr)
-        return _signals.EXIT_INTERRUPTED
-    except _signals.Terminated:
-        print(f"{prefix}: terminated", file=sys.stderr)
-        return _signals.EXIT_TERMINATED
+    except _signals.Stopped as stopped:
+        print(f"{prefix}: {stopped.word}", file=sys.stderr)
+        return stopped.exit_code
