@@ -9,6 +9,7 @@ import numpy as np
 from frozen_bn import _artifacts, _atomic
 from frozen_bn._checks import check_model
 from frozen_bn._data import arrays_of, check_arrays
+from frozen_bn._export_formats import FORMATS
 from frozen_bn._export_report import (
     ExportMismatchError,
     ExportReport,
@@ -16,12 +17,6 @@ from frozen_bn._export_report import (
     output_errors,
 )
 
-# The formats Keras's `model.export` writes on each backend, as tested.
-FORMATS = {
-    "tensorflow": ("tf_saved_model", "onnx", "litert"),
-    "jax": ("tf_saved_model", "onnx"),
-    "torch": ("onnx",),
-}
 DEFAULT_TOLERANCE = 1e-4
 
 

@@ -16,6 +16,7 @@ import concurrent.futures
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,14 +33,37 @@ MULTI_WORKER_JAX_TESTS = "tests/multi_worker_jax"
 # subprocess of its own on TensorFlow: once is enough, not once per backend.
 DOCS_TESTS = ("tests/test_docs.py", "tests/test_examples.py")
 NIGHTLY_PYTHON = os.path.join(ROOT, ".venv-nightly", "bin", "python")
+# In the order they start, longest first (measured), so that the last to
+# end is a short one: the JAX suite, the critical path, starts at once, and
+# the next Keras's JAX suite starts once the first has filled the shared
+# compilation cache (see `run_all`).
 SUITES = {
-    "tensorflow": ({"KERAS_BACKEND": "tensorflow"}, ["tests"]),
     "jax": ({"KERAS_BACKEND": "jax"}, ["tests"]),
+    "tensorflow": ({"KERAS_BACKEND": "tensorflow"}, ["tests"]),
     "torch": ({"KERAS_BACKEND": "torch"}, ["tests"]),
+    # The next Keras, without the tests marked slow (keras.applications
+    # builds, whose behaviour does not depend on the release): they would
+    # take the suite past its time budget.
+    "keras-nightly-jax": (
+        {"KERAS_BACKEND": "jax"},
+        ["tests", "-m", "not slow"],
+        NIGHTLY_PYTHON,
+    ),
+    "keras-nightly-tensorflow": (
+        {"KERAS_BACKEND": "tensorflow"},
+        ["tests", "-m", "not slow"],
+        NIGHTLY_PYTHON,
+    ),
+    "docs": ({"KERAS_BACKEND": "tensorflow"}, list(DOCS_TESTS)),
+    "multi-worker-jax": ({"KERAS_BACKEND": "jax"}, [MULTI_WORKER_JAX_TESTS]),
     "tf_keras-graph": ({"KERAS_BACKEND": "tensorflow"}, [GRAPH_MODE_TESTS]),
     "multi-device-tf": (
         {"KERAS_BACKEND": "tensorflow"},
         [MULTI_DEVICE_TF_TESTS],
+    ),
+    "multi-worker-tf": (
+        {"KERAS_BACKEND": "tensorflow"},
+        [MULTI_WORKER_TF_TESTS],
     ),
     "multi-device-jax": (
         {
@@ -48,30 +72,12 @@ SUITES = {
         },
         [MULTI_DEVICE_JAX_TESTS],
     ),
-    "multi-worker-tf": (
-        {"KERAS_BACKEND": "tensorflow"},
-        [MULTI_WORKER_TF_TESTS],
-    ),
-    "multi-worker-jax": ({"KERAS_BACKEND": "jax"}, [MULTI_WORKER_JAX_TESTS]),
-    "docs": ({"KERAS_BACKEND": "tensorflow"}, list(DOCS_TESTS)),
-    # The next Keras, without the tests marked slow (keras.applications
-    # builds, whose behaviour does not depend on the release): they would
-    # take the suite past its time budget.
-    "keras-nightly-tensorflow": (
-        {"KERAS_BACKEND": "tensorflow"},
-        ["tests", "-m", "not slow"],
-        NIGHTLY_PYTHON,
-    ),
-    "keras-nightly-jax": (
-        {"KERAS_BACKEND": "jax"},
-        ["tests", "-m", "not slow"],
-        NIGHTLY_PYTHON,
-    ),
 }
 
 
-def run_suite(name, pytest_args):
-    """Runs one suite; returns its exit code, seconds and output."""
+def run_suite(name, pytest_args, environ):
+    """Runs one suite with `environ`; returns its exit code, seconds and
+    output."""
     env_update, paths, *python = SUITES[name]
     python = python[0] if python else sys.executable
     if not os.path.exists(python):
@@ -80,7 +86,7 @@ def run_suite(name, pytest_args):
             0.0,
             f"error: suite {name} needs {python}; `make test` creates it\n",
         )
-    env = {**os.environ, **env_update}
+    env = {**environ, **env_update}
     command = [python, "-m", "pytest", *paths, *pytest_args]
     print(f"===== {name} started: {' '.join(command)}", flush=True)
     start = time.perf_counter()
@@ -94,6 +100,37 @@ def run_suite(name, pytest_args):
     )
     output = f"\n===== {name}\n{done.stdout}"
     return done.returncode, time.perf_counter() - start, output
+
+
+def run_all(names, pytest_args, jobs):
+    """Runs the suites `names`, `jobs` at a time, in that order; returns
+    {name: (exit code, seconds)}.
+
+    On JAX most of building a keras.applications model is compiling its
+    initializers, once per weight shape (about 0.1 s each), and a process
+    keeps what it compiled to itself. The suites share a compilation cache
+    on disk for the run, so that a JAX suite reuses what an earlier one
+    compiled (a user's own JAX_COMPILATION_CACHE_DIR is kept).
+    """
+    results = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="frozen_bn-jax-cache-") as cache,
+        concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool,
+    ):
+        environ = {
+            "JAX_COMPILATION_CACHE_DIR": cache,
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        } | os.environ
+        futures = {
+            pool.submit(run_suite, name, pytest_args, environ): name
+            for name in names
+        }
+        for future in concurrent.futures.as_completed(futures):
+            code, seconds, output = future.result()
+            print(output, flush=True)
+            results[futures[future]] = (code, seconds)
+    return results
 
 
 def _jobs(argv):
@@ -128,15 +165,7 @@ def main(argv):
         )
         return 2
     names = names or list(SUITES)
-    results = {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {
-            pool.submit(run_suite, name, pytest_args): name for name in names
-        }
-        for future in concurrent.futures.as_completed(futures):
-            code, seconds, output = future.result()
-            print(output, flush=True)
-            results[futures[future]] = (code, seconds)
+    results = run_all(names, pytest_args, jobs)
     print("\n===== summary")
     for name in names:
         code, seconds = results[name]

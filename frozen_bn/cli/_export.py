@@ -2,11 +2,9 @@
 
 import argparse
 
+from frozen_bn._export_formats import ALL_FORMATS
 from frozen_bn.cli._command import EXIT_OK, Command, UsageError
 from frozen_bn.cli._files import load_arrays, load_model_file
-
-# Mirrors `frozen_bn.exporting.FORMATS` without importing Keras at start-up.
-FORMAT_CHOICES = ("tf_saved_model", "onnx", "litert")
 
 
 def _add_arguments(parser):
@@ -21,7 +19,7 @@ def _add_arguments(parser):
     parser.add_argument(
         "--format",
         default="tf_saved_model",
-        help=f"one of {', '.join(FORMAT_CHOICES)} (default: tf_saved_model); "
+        help=f"one of {', '.join(ALL_FORMATS)} (default: tf_saved_model); "
         "which ones the Keras backend can write is checked",
     )
     parser.add_argument(
@@ -33,10 +31,10 @@ def _add_arguments(parser):
 
 
 def _run(args):
-    if args.format not in FORMAT_CHOICES:
+    if args.format not in ALL_FORMATS:
         raise UsageError(
             f"unknown --format {args.format!r}; choose from "
-            f"{', '.join(FORMAT_CHOICES)}"
+            f"{', '.join(ALL_FORMATS)}"
         )
     data = None
     if args.check is not None:
