@@ -1,4 +1,5 @@
-"""Writes docs/benchmarks.md from the rows the benchmarks saved.
+"""Writes docs/benchmarks.md, and the tables other pages show, from the
+rows the benchmarks saved.
 
 Usage: python scripts/benchmarks_table.py [--check]
 
@@ -6,14 +7,18 @@ Every benchmark script (benchmarks/*.py, run with `make bench` or one by
 one) saves its rows to benchmarks/results/<script>.json; this script turns
 them into the page, one section per benchmark: what it compares (the
 script's docstring), when, with which command, on which code and under
-what load it was measured, and its rows. The numbers live only in those
-files. `--check` exits 1 when the page is not what the files give (the test
-suite runs it), and lists the results older than the code they measure.
+what load it was measured, and its rows. Another page (README.md,
+docs/*.md) shows a benchmark's rows between the lines
+`<!-- benchmark: SCRIPT -->` and `<!-- end benchmark -->`, which this
+script fills. The numbers live only in those files. `--check` exits 1 when
+a page is not what the files give (the test suite runs it), and lists the
+results older than the code they measure.
 """
 
 import ast
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -21,6 +26,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 RESULTS = BENCHMARKS / "results"
 PAGE = ROOT / "docs" / "benchmarks.md"
+# A benchmark's rows shown on another page.
+EMBEDDED = re.compile(
+    r"(<!-- benchmark: (\w+) -->\n).*?(<!-- end benchmark -->)", re.S
+)
 
 INTRO = """\
 # Benchmarks
@@ -49,10 +58,15 @@ def sections():
 
 
 def _section(script):
-    lines = [f"## `{script.name}`", "", _summary(script), ""]
-    result_file = RESULTS / f"{script.stem}.json"
+    heading = [f"## `{script.name}`", "", _summary(script), ""]
+    return "\n".join([*heading, *_measured(script.stem)])
+
+
+def _measured(stem):
+    """When and how benchmark `stem` was measured, and its rows, as lines."""
+    result_file = RESULTS / f"{stem}.json"
     if not result_file.exists():
-        return "\n".join([*lines, "Not measured yet.", ""])
+        return ["Not measured yet.", ""]
     result = json.loads(result_file.read_text(encoding="utf-8"))
     load = result.get("load") or (
         f"average {result['load_average_at_start']} at the start"
@@ -62,13 +76,13 @@ def _section(script):
             else ""
         )
     )
-    lines.append(
+    lines = [
         f"Measured {result['measured']} with `{result['command']}`, code at "
         f"commit {result['commit']}, {result['cpus']} CPUs, load: {load}."
-    )
+    ]
     if "source" in result:
         lines.append(f"These rows were {result['source']}.")
-    return "\n".join([*lines, "", *_table(result["rows"]), ""])
+    return [*lines, "", *_table(result["rows"]), ""]
 
 
 def _summary(script):
@@ -99,6 +113,25 @@ def page():
     return "\n".join([INTRO, *sections()]).rstrip("\n") + "\n"
 
 
+def embedded(text):
+    """`text` with each embedded benchmark's rows as the files give them."""
+    return EMBEDDED.sub(
+        lambda found: found[1] + "\n".join(_measured(found[2])) + found[3],
+        text,
+    )
+
+
+def pages():
+    """{path: the text it should have}: the benchmarks page and every page
+    that shows a benchmark's rows."""
+    expected = {PAGE: page()}
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text("utf-8")
+        if path != PAGE and EMBEDDED.search(text):
+            expected[path] = embedded(text)
+    return expected
+
+
 def stale():
     """Results measured on an older commit than the code they measure."""
     found = []
@@ -119,17 +152,21 @@ def stale():
 
 
 def main(argv):
-    text = page()
     for script in stale():
         print(f"older than the code it measures: {script}")
-    if "--check" in argv:
-        if PAGE.read_text("utf-8") != text:
-            print(f"{PAGE.relative_to(ROOT)} is out of date: run {__file__}")
-            return 1
-        return 0
-    PAGE.write_text(text, encoding="utf-8")
-    print(f"wrote {PAGE.relative_to(ROOT)}")
-    return 0
+    expected = pages()
+    out_of_date = [
+        path
+        for path, text in expected.items()
+        if path.read_text("utf-8") != text
+    ]
+    for path in out_of_date:
+        if "--check" in argv:
+            print(f"{path.relative_to(ROOT)} is out of date: run {__file__}")
+        else:
+            path.write_text(expected[path], encoding="utf-8")
+            print(f"wrote {path.relative_to(ROOT)}")
+    return 1 if out_of_date and "--check" in argv else 0
 
 
 if __name__ == "__main__":
