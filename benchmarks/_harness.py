@@ -5,8 +5,8 @@ Keras backend is already chosen and returns a list of result rows (dicts),
 and calls `main(measure, description)`. Without `--backend` the script runs
 itself once per backend, prints every row and saves them, with how and when
 they were measured, to `benchmarks/results/<script>.json`, from which
-`scripts/benchmarks_table.py` writes docs/benchmarks.md; with `--backend NAME` it
-runs `measure` for that backend only.
+`scripts/benchmarks_table.py` writes docs/benchmarks.md; with
+`--backend NAME` it runs `measure` for that backend only.
 """
 
 import argparse
