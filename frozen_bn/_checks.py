@@ -143,16 +143,18 @@ def check_verbose(value, name="verbose"):
     return int(value)
 
 
-def check_one_of(value, name, choices):
+def check_one_of(value, name, choices, where=""):
     """Returns `value` if it is one of `choices` (strings or numbers).
+
+    `where` qualifies the choices in the message (" on the jax backend").
 
     Raises:
         TypeError: `value` is of none of the choices' types.
         ValueError: `value` is of their type but none of them.
     """
     listed = ", ".join(map(repr, choices))
-    message = f"Expected `{name}` to be one of {listed}. "
-    if not any(type(value) is type(choice) for choice in choices):
+    message = f"Expected `{name}` to be one of {listed}{where}. "
+    if choices and not any(type(value) is type(c) for c in choices):
         raise TypeError(message + received(name, value))
     if value not in choices:
         raise ValueError(message + f"Received: {name}={_REPR.repr(value)}")

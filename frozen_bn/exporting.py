@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from frozen_bn import _artifacts, _atomic
-from frozen_bn._checks import check_model
+from frozen_bn._checks import check_model, check_one_of
 from frozen_bn._data import arrays_of, check_arrays
 from frozen_bn._export_formats import FORMATS
 from frozen_bn._export_report import (
@@ -191,13 +191,9 @@ def _as_input_arrays(model, data, name="data"):
 
 def _check_format(format):
     backend = keras.backend.backend()
-    supported = FORMATS.get(backend, ())
-    if format not in supported:
-        raise ValueError(
-            f"Expected `format` to be one of {supported} on the {backend} "
-            f"backend. Received: format={format!r}"
-        )
-    return format
+    return check_one_of(
+        format, "format", FORMATS.get(backend, ()), f" on the {backend} backend"
+    )
 
 
 def _check_filepath(filepath, format):

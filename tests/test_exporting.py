@@ -320,6 +320,15 @@ def test_unsupported_format_names_format_and_backend(tmp_path):
         frozen_bn.export(augmented_model(), str(tmp_path / "m"), "torch")
 
 
+def test_format_of_another_type_is_a_type_error(tmp_path):
+    model = augmented_model()
+    before = all_weights(model)
+    with pytest.raises(TypeError, match=r"`format`.*format=3 of type int"):
+        frozen_bn.export(model, str(tmp_path / "m"), 3)
+    assert_weights_bitwise_equal(before, all_weights(model))
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="TensorFlow writes LiteRT")
 def test_litert_outside_tensorflow_is_refused(tmp_path):
     with pytest.raises(ValueError, match=f"on the {BACKEND} backend"):
@@ -384,10 +393,11 @@ def test_cli_export_bad_format_exits_2(tmp_path, capsys):
     augmented_model().save(tmp_path / "model.keras")
     out = str(tmp_path / "out")
 
-    code = cli.main(
-        ["export", str(tmp_path / "model.keras"), out, "--format", "pt"]
-    )
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(
+            ["export", str(tmp_path / "model.keras"), out, "--format", "pt"]
+        )
 
-    assert code == 2
-    assert "unknown --format 'pt'" in capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "--format: invalid choice: 'pt'" in capsys.readouterr().err
     assert not os.path.exists(out)

@@ -19,8 +19,9 @@ def _add_arguments(parser):
     parser.add_argument(
         "--format",
         default="tf_saved_model",
-        help=f"one of {', '.join(ALL_FORMATS)} (default: tf_saved_model); "
-        "which ones the Keras backend can write is checked",
+        choices=ALL_FORMATS,
+        help="default: tf_saved_model; which ones the Keras backend can "
+        "write is checked",
     )
     parser.add_argument(
         "--check",
@@ -31,11 +32,6 @@ def _add_arguments(parser):
 
 
 def _run(args):
-    if args.format not in ALL_FORMATS:
-        raise UsageError(
-            f"unknown --format {args.format!r}; choose from "
-            f"{', '.join(ALL_FORMATS)}"
-        )
     data = None
     if args.check is not None:
         npz = argparse.Namespace(data=args.check, inputs=None, labels=None)
