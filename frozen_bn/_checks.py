@@ -9,6 +9,7 @@ spellings), so that a call site is one line and every error reads alike:
 import difflib
 import math
 import numbers
+import os
 import reprlib
 
 import keras
@@ -159,6 +160,22 @@ def check_one_of(value, name, choices, where=""):
     if value not in choices:
         raise ValueError(message + f"Received: {name}={_REPR.repr(value)}")
     return value
+
+
+def check_path(value, name, *, allow_none=False):
+    """Returns `value` as a str if it is a str or an `os.PathLike` (or `None`).
+
+    Raises:
+        TypeError: `value` is anything else.
+    """
+    if value is None and allow_none:
+        return value
+    if not isinstance(value, str | os.PathLike):
+        kind = "a str or os.PathLike" + (" or None" if allow_none else "")
+        raise TypeError(
+            f"Expected `{name}` to be {kind}. {received(name, value)}"
+        )
+    return os.fspath(value)
 
 
 def check_rule_result(result, name, layer):

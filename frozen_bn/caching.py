@@ -9,8 +9,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from frozen_bn._atomic import replacing
-from frozen_bn._checks import check_model, check_verbose
+from frozen_bn._atomic import in_the_way, replacing
+from frozen_bn._checks import check_model, check_path, check_verbose
 from frozen_bn._data import read_batches
 
 
@@ -57,7 +57,9 @@ def cache_features(
         batch_size: Batch size used to slice arrays; ignored for forms that
             are already batched.
         path: `None` to keep the features in memory, or a directory (made
-            if missing) for memory-mapped `.npy` files.
+            if missing) for memory-mapped `.npy` files. Only files named
+            `features_<i>.npy` in it are replaced; anything else of that
+            name there (a directory, a link) is refused.
         verbose: `"auto"`, 0, 1 or 2, as in `fit()`: `"auto"` and 1 show a
             progress bar, 2 one line at the end, 0 nothing.
 
@@ -73,6 +75,7 @@ def cache_features(
     """
     check_model(base, "base", keras3_only=True)
     progbar_verbose = check_verbose(verbose)
+    path = _check_directory(path)
     batches, count = read_batches(base, data, batch_size=batch_size)
     progbar = keras.utils.Progbar(count, verbose=progbar_verbose)
     sink = _MemorySink() if path is None else _FileSink(path)
@@ -153,7 +156,8 @@ class _FileSink:
         return os.path.join(self.directory, f"features_{index}.npy")
 
     def _open(self, index):
-        temporary = self._renames.enter_context(replacing(self._path(index)))
+        writing = replacing(self._path(index), "path", self.directory)
+        temporary = self._renames.enter_context(writing)
         return open(temporary, "wb")  # noqa: SIM115  (closed in result)
 
     def result(self):
@@ -171,6 +175,18 @@ class _FileSink:
             np.load(self._path(index), mmap_mode="r")
             for index in range(len(self.files))
         ]
+
+
+def _check_directory(path):
+    """`path` as a str, if `cache_features` may write its files there."""
+    path = check_path(path, "path", allow_none=True)
+    if path is None or os.path.isdir(path):
+        return path
+    expected = "Expected `path` to be a directory (made if missing) or None"
+    if not path or os.path.lexists(path):
+        what = in_the_way(path, "directory") if path else "empty"
+        raise ValueError(f"{expected}; it is {what}. Received: path={path!r}")
+    return path
 
 
 def _write_header(file, sample, rows):

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from frozen_bn import _artifacts, _atomic
-from frozen_bn._checks import check_model, check_one_of
+from frozen_bn._checks import check_model, check_one_of, check_path
 from frozen_bn._data import arrays_of, check_arrays
 from frozen_bn._export_formats import FORMATS
 from frozen_bn._export_report import (
@@ -18,6 +18,9 @@ from frozen_bn._export_report import (
 )
 
 DEFAULT_TOLERANCE = 1e-4
+# The file that marks a directory format's directory as an artifact, which
+# `export` may replace.
+_MARKERS = {"tf_saved_model": "saved_model.pb"}
 
 
 class _InferenceCall(keras.Model):
@@ -61,7 +64,14 @@ def export(
     is not modified.
 
     The file or directory is written whole or not at all: it is exported
-    to a temporary path beside `filepath`, then renamed into place.
+    to a staging directory beside `filepath`, checked there on
+    `check_data`, and only then renamed into place; on any failure or
+    interruption `filepath` is as it was. Only what `export` writes is
+    replaced: a SavedModel only an empty directory or another SavedModel
+    (one holding `saved_model.pb`), an ONNX or LiteRT file (and the ONNX
+    external data beside it) only files. Anything else there, the working
+    directory, a home directory and a filesystem root are refused before
+    anything is written (see docs/guarantees.md).
 
     Supported formats: `"tf_saved_model"`, `"onnx"` and `"litert"` on
     TensorFlow; `"tf_saved_model"` and `"onnx"` on JAX; `"onnx"` on torch.
@@ -71,8 +81,9 @@ def export(
     Args:
         model: A built `keras.Model` (Functional, Sequential, or any model
             when `input_signature` is given).
-        filepath: Where to write the artifact; LiteRT files end in
-            `.tflite`. Its directory must exist.
+        filepath: Where to write the artifact (a directory for
+            `"tf_saved_model"`); LiteRT files end in `.tflite`. Its
+            directory must exist.
         format: `"tf_saved_model"` (default), `"onnx"` or `"litert"`.
         check_data: Optional inputs (a NumPy array, or a list or dict of
             them) to run the artifact on in its own runtime and compare
@@ -86,9 +97,13 @@ def export(
         The `ExportReport` of the check, or `None` without `check_data`.
 
     Raises:
-        ExportMismatchError: The artifact disagrees with `model.predict`.
+        ExportMismatchError: The artifact disagrees with `model.predict`;
+            `filepath` is as it was.
         ImportError: `check_data` is given and the format's runtime is not
             installed (checked before anything is written).
+        ValueError: Something at `filepath` that `export` does not replace.
+        OSError: `filepath` cannot be written (e.g. a read-only place); the
+            error's `filename` is `filepath` as given.
 
     Example:
 
@@ -101,18 +116,21 @@ def export(
     if check_data is not None:
         _require_runtime(format)
         check_data = _as_input_arrays(model, check_data, "check_data")
-    # 2. Export the inference-mode call, whole or not at all.
+    # 2. Export the inference-mode call to a staging directory.
     kwargs.setdefault("input_signature", [model.input])
     wrapper = _InferenceCall(model)
-    with (
-        _without_gradients(model),
-        _atomic.replacing_entries(filepath) as path,
-    ):
-        wrapper.export(path, format=format, verbose=verbose, **kwargs)
-    # 3. Run it in its own runtime.
-    if check_data is None:
-        return None
-    return _compare(model, filepath, check_data, format, tolerance)
+    report = None
+    marker = _MARKERS.get(format)
+    with _atomic.replacing_entries(filepath, "filepath", marker) as path:
+        with _without_gradients(model):
+            wrapper.export(path, format=format, verbose=verbose, **kwargs)
+        # 3. Run it there in its own runtime, before `filepath` changes.
+        if check_data is not None:
+            report = _compare(
+                model, filepath, check_data, format, tolerance, staged=path
+            )
+    # 4. Leaving the block moved it into place, whole.
+    return report
 
 
 def check_export(
@@ -164,9 +182,11 @@ def check_export(
     )
 
 
-def _compare(model, filepath, data, format, tolerance):
+def _compare(model, filepath, data, format, tolerance, staged=None):
+    """The `ExportReport` of the artifact at `staged` (default: `filepath`)
+    on `data`, naming `filepath`."""
     expected = keras.tree.flatten(model.predict(data, verbose=0))
-    actual = _artifacts.run(filepath, format, data)
+    actual = _artifacts.run(staged or filepath, format, data)
     report = ExportReport(
         filepath,
         format,
@@ -197,12 +217,8 @@ def _check_format(format):
 
 
 def _check_filepath(filepath, format):
-    if not isinstance(filepath, (str, os.PathLike)):
-        raise TypeError(
-            "Expected `filepath` to be a str or os.PathLike. Received: "
-            f"filepath={filepath!r} of type {type(filepath).__name__}"
-        )
-    filepath = os.fspath(filepath)
+    """`filepath` as a str, if `export` may write `format` there."""
+    filepath = check_path(filepath, "filepath")
     _check_format(format)
     if format == "litert" and not filepath.endswith(".tflite"):
         raise ValueError(
@@ -211,10 +227,13 @@ def _check_filepath(filepath, format):
         )
     directory = os.path.dirname(os.path.abspath(filepath))
     if not os.path.isdir(directory):
+        what = "is not one" if os.path.exists(directory) else "does not exist"
         raise ValueError(
             f"Expected `filepath` to be in an existing directory; "
-            f"{directory} does not exist. Received: filepath={filepath!r}"
+            f"{directory} {what}. Received: filepath={filepath!r}"
         )
+    kind = "directory" if format in _MARKERS else "file"
+    _atomic.check_replaceable(filepath, "filepath", kind, _MARKERS.get(format))
     return filepath
 
 

@@ -45,6 +45,10 @@ def _run(args):
         if isinstance(error, ExportMismatchError):
             raise UsageError(f"the artifact is wrong:\n{error}") from error
         raise UsageError(f"cannot export {args.model}: {error}") from error
+    except OSError as error:  # `export` names `args.output` in it.
+        raise UsageError(
+            f"cannot write {args.output}: {error.strerror}"
+        ) from error
     if report is not None:
         print(report.to_text())
     print(f"exported {args.model} -> {args.output} ({args.format})")

@@ -71,8 +71,9 @@ def save_model_file(model, path, *, source):
     `model` is not compiled but the source was.
 
     Raises:
-        UsageError: `path` has another extension, is a directory, or its
-            directory is missing or not writable.
+        UsageError: `path` has another extension, is something other than
+            a file (see `check_writable`), or its directory is missing or
+            not writable.
     """
     check_model_output(path)
     from frozen_bn._atomic import replacing
@@ -99,12 +100,20 @@ def check_model_output(path):
 
 
 def check_writable(path):
-    """Raises a `UsageError` unless a file can be written at `path`."""
-    if os.path.isdir(path):
-        raise UsageError(f"output path is a directory: {path}")
+    """Raises a `UsageError` unless a file can be written at `path`.
+
+    Only a regular file there is replaced, never a directory, a link or a
+    special file (see `frozen_bn._atomic.in_the_way`).
+    """
+    from frozen_bn._atomic import in_the_way
+
+    what = in_the_way(path)
+    if what is not None:
+        raise UsageError(f"output path is {what}: {path}")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise UsageError(f"output directory does not exist: {directory}")
+        what = "is a file" if os.path.exists(directory) else "does not exist"
+        raise UsageError(f"output directory {what}: {directory}")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise UsageError(f"output directory is not writable: {directory}")
 
