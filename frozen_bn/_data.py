@@ -24,6 +24,8 @@ sees it.
 import itertools
 import math
 import os
+import reprlib
+import sys
 
 import keras
 
@@ -37,8 +39,13 @@ FORMS = (
     "of batches (a generator, a torch `DataLoader`)"
 )
 
+# The `count` of an adapter whose data says it never ends.
+ENDLESS = math.inf
 
-def read_batches(model, data, *, name="data", batch_size=32, steps=None):
+
+def read_batches(
+    model, data, *, name="data", batch_size=32, steps=None, steps_name="steps"
+):
     """The checked model inputs of each batch of `data`, as numpy arrays.
 
     Args:
@@ -50,6 +57,8 @@ def read_batches(model, data, *, name="data", batch_size=32, steps=None):
         batch_size: Batch size used to slice arrays; ignored for forms that
             are already batched.
         steps: If given, stop after this many batches.
+        steps_name: The argument `steps` is passed as, for the error on
+            endless data; `None` where the caller has none.
 
     Returns:
         A pair `(batches, count)`: an iterator over input batches and the
@@ -59,21 +68,48 @@ def read_batches(model, data, *, name="data", batch_size=32, steps=None):
 
     Raises:
         TypeError: `data` is of no accepted form.
+        ValueError: `data` is endless and `steps` is `None`.
     """
     steps = check_positive_int(steps, "steps", allow_none=True)
-    adapter = adapter_for(data, name, batch_size)
+    adapter = adapter_for(
+        data, name, batch_size, steps=steps, steps_name=steps_name
+    )
     count = adapter.count
     if steps is not None:
         count = steps if count is None else min(count, steps)
     return _checked(model, adapter, name, count), count
 
 
-def adapter_for(data, name, batch_size=32):
+def adapter_for(data, name, batch_size=32, *, steps=None, steps_name="steps"):
     """The adapter that reads the form of `data`.
+
+    Args:
+        steps: The number of batches the caller reads, or `None` for all.
+        steps_name: The argument that gives `steps`, or `None` if the
+            caller has none: said in the error on endless data.
 
     Raises:
         TypeError: `data` is `None`, a path, or of no accepted form.
+        ValueError: `data` holds arrays without a batch axis, or says it
+            never ends (an infinite `tf.data.Dataset`, a `PyDataset` with
+            `num_batches=None`) and `steps` is `None`.
     """
+    adapter = _adapter(data, name, batch_size)
+    if adapter.count is ENDLESS and steps is None:
+        hint = (
+            f"Pass `{steps_name}`, the number of batches to read"
+            if steps_name
+            else "Pass a part of it that ends (e.g. `dataset.take(n)`)"
+        )
+        raise ValueError(
+            f"Expected `{name}` to end: it declares that it yields batches "
+            f"forever, so it would be read forever. {hint}. Received: "
+            f"{name} of type {type(data).__name__}, endless"
+        )
+    return adapter
+
+
+def _adapter(data, name, batch_size):
     batch_size = check_positive_int(batch_size, "batch_size")
     if data is None or isinstance(data, str | bytes | os.PathLike):
         hint = (
@@ -102,7 +138,7 @@ def check_arrays(model, data, *, name="data", batch_size=32, steps=None):
     when training starts rather than after an epoch. Other forms are read
     once per pass and checked then.
     """
-    if isinstance(adapter_for(data, name, batch_size), _ArrayAdapter):
+    if isinstance(_adapter(data, name, batch_size), _ArrayAdapter):
         batches, _ = read_batches(
             model, data, name=name, batch_size=batch_size, steps=steps
         )
@@ -116,7 +152,7 @@ def arrays_of(data, name):
     Raises:
         TypeError: `data` is not array data.
     """
-    adapter = adapter_for(data, name)
+    adapter = _adapter(data, name, batch_size=32)
     if not isinstance(adapter, _ArrayAdapter):
         raise TypeError(
             f"Expected `{name}` to be a numpy array or a list/dict of them. "
@@ -144,7 +180,16 @@ class _ArrayAdapter:
         self.data = data
         self.x = data[0] if isinstance(data, tuple) else data
         self.batch_size = batch_size
-        lengths = {int(a.shape[0]) for a in keras.tree.flatten(self.x)}
+        arrays = keras.tree.flatten(self.x)
+        scalars = [a for a in arrays if len(a.shape) == 0]
+        if scalars:
+            raise ValueError(
+                f"Expected the arrays of `{name}` to have a batch axis: one "
+                "row per sample, as `fit()` reads them. Received: "
+                f"{name} with an array of shape () (a scalar: "
+                f"{reprlib.repr(_batch_checks.host(scalars[0]).item())})"
+            )
+        lengths = {int(a.shape[0]) for a in arrays}
         if len(lengths) != 1:
             raise ValueError(
                 f"Expected the arrays of `{name}` to hold the same number of "
@@ -160,14 +205,19 @@ class _ArrayAdapter:
 
 
 class _PyDatasetAdapter:
-    """A `keras.utils.PyDataset`, indexed batch by batch."""
+    """A `keras.utils.PyDataset`, indexed batch by batch.
+
+    Its `num_batches` (`len()` by default) is `None` if it never ends.
+    """
 
     def __init__(self, data):
         self.data = data
-        self.count = len(data)
+        count = data.num_batches
+        self.count = ENDLESS if count is None else count
 
     def batches(self):
-        for index in range(self.count):
+        endless = self.count is ENDLESS
+        for index in itertools.count() if endless else range(self.count):
             yield _inputs_of(self.data[index])
 
 
@@ -179,11 +229,21 @@ class _IterableAdapter:
         try:
             self.count = len(data)
         except TypeError:  # A generator, an infinite tf.data.Dataset.
-            self.count = None
+            self.count = ENDLESS if _is_infinite_dataset(data) else None
 
     def batches(self):
         for element in self.data:
             yield _inputs_of(element)
+
+
+def _is_infinite_dataset(data):
+    """Whether `data` is a `tf.data.Dataset` that says it never ends."""
+    tf = sys.modules.get("tensorflow")  # Not imported: not a tf.data one.
+    return (
+        tf is not None
+        and isinstance(data, tf.data.Dataset)
+        and int(data.cardinality()) == tf.data.INFINITE_CARDINALITY
+    )
 
 
 def _inputs_of(element):

@@ -1,5 +1,8 @@
 """The data `diagnose` runs on: checks `x` and `y`, reads `y` as targets."""
 
+import math
+import reprlib
+
 import keras
 import numpy as np
 
@@ -25,14 +28,52 @@ def check_inputs(model, x, *, name="x", batch_size=32):
 
 
 def check_labels(y, samples):
-    """`y` as a numpy array, if it holds one label per sample; else raises."""
+    """`y` as a numpy array, if it holds one label per sample; else raises.
+
+    Raises:
+        TypeError: `y` holds strings or other values that are not numbers:
+            which class a string names depends on how the model's outputs
+            are ordered, which only the user knows.
+        ValueError: `y` does not hold one label per sample.
+    """
     labels = np.asarray(y)
+    if labels.dtype.kind not in "biuf":
+        raise TypeError(
+            "Expected `y` to hold numbers: 0/1 labels, class indices or "
+            "one-hot rows, in the order of the model's outputs (map string "
+            "labels to class indices first, e.g. with "
+            "`keras.layers.StringLookup`). Received: y of dtype "
+            f"{labels.dtype} and shape {labels.shape}, starting "
+            f"{reprlib.repr(labels.ravel()[:3].tolist())}"
+        )
     if labels.ndim == 0 or labels.shape[0] != samples:
         raise ValueError(
             f"Expected `y` to hold one label per sample ({samples}). "
             f"Received: y of shape {labels.shape}"
         )
     return labels
+
+
+def check_targets(model, labels):
+    """Raises as `targets` does, if the outputs of `model` are known.
+
+    So that labels that do not fit the model fail before a pass over the
+    data, not after it (a subclassed model's outputs are known only then).
+    """
+    units = _output_units(model)
+    if units is not None:
+        targets(labels, units)
+
+
+def _output_units(model):
+    """The number of outputs per sample of `model`, or `None` if unknown."""
+    try:
+        shapes = [tuple(output.shape)[1:] for output in model.outputs]
+    except (AttributeError, ValueError):  # Never called on a tensor.
+        return None
+    if not shapes or None in (d for shape in shapes for d in shape):
+        return None
+    return sum(math.prod(shape) for shape in shapes)
 
 
 def targets(labels, units):

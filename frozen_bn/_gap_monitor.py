@@ -56,6 +56,7 @@ class ModeGapMonitorCallback:
         )
         if self.y is not None:
             self._labels = _diagnosis_data.check_labels(self.y, samples)
+            _diagnosis_data.check_targets(self.model, self._labels)
         self._comparison = _mode_gap.ModeComparison(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):

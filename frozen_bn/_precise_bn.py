@@ -50,7 +50,9 @@ class PreciseBNCallback:
         verbose: int = 0,
     ) -> None:
         super().__init__()
-        adapter_for(data, "data")  # A form of the data contract.
+        self.steps = check_positive_int(steps, "steps", allow_none=True)
+        # A form of the data contract, that ends or is read `steps` at most.
+        adapter_for(data, "data", steps=self.steps)
         if hasattr(data, "__next__"):
             raise TypeError(
                 "Expected `data` to be readable more than once: arrays, an "
@@ -60,7 +62,6 @@ class PreciseBNCallback:
                 "exhaust"
             )
         self.data = data
-        self.steps = check_positive_int(steps, "steps", allow_none=True)
         self.layers = layers
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.freq = check_positive_int(freq, "freq")

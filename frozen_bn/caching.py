@@ -76,7 +76,9 @@ def cache_features(
     check_model(base, "base", keras3_only=True)
     progbar_verbose = check_verbose(verbose)
     path = _check_directory(path)
-    batches, count = read_batches(base, data, batch_size=batch_size)
+    batches, count = read_batches(
+        base, data, batch_size=batch_size, steps_name=None
+    )
     progbar = keras.utils.Progbar(count, verbose=progbar_verbose)
     sink = _MemorySink() if path is None else _FileSink(path)
     with sink:

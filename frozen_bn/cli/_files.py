@@ -10,12 +10,14 @@ says which path and what is wrong with it.
 import contextlib
 import json
 import os
+import stat
 import sys
 import zipfile
 
 from frozen_bn.cli._command import UsageError
 
 MODEL_SUFFIXES = (".keras", ".h5")
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 def load_model_file(path):
@@ -131,16 +133,7 @@ def save_figure_file(figure, path):
 
 def load_arrays(args):
     """The inputs and labels named by `args` in the .npz file `args.data`."""
-    import numpy as np
-
-    _check_readable(args.data, "data file")
-    try:
-        with np.load(args.data, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except Exception as error:  # numpy raises many types for bad files.
-        raise UsageError(
-            f"cannot read data file {args.data}: {error}"
-        ) from error
+    arrays = _npz_arrays(args.data)
     candidates = [key for key in arrays if key != args.labels]
     key = args.inputs or ("x" if "x" in arrays else None)
     if key is None and len(candidates) == 1:
@@ -149,7 +142,7 @@ def load_arrays(args):
         if wanted is not None and wanted not in arrays:
             raise UsageError(
                 f"{args.data} has no array {wanted!r} ({name}); it holds: "
-                f"{', '.join(sorted(arrays))}"
+                f"{', '.join(sorted(arrays)) or 'no arrays'}"
             )
     if key is None:
         raise UsageError(
@@ -159,20 +152,105 @@ def load_arrays(args):
     return arrays[key], arrays.get(args.labels)
 
 
+def _npz_arrays(path):
+    """The arrays of the .npz archive at `path`, by name.
+
+    Raises:
+        UsageError: `path` is not a readable regular file, is another kind
+            of file (a `.npy` array, a model file), or holds no array.
+    """
+    import numpy as np
+
+    _check_readable(path, "data file")
+    with open(path, "rb") as file:
+        magic = file.read(8)
+    names = _zip_names(path) if magic.startswith(b"PK") else None
+    if names is None:
+        raise UsageError(f"{path} is not a .npz archive{_kind_of(magic)}")
+    if {"config.json", "metadata.json"} <= set(names):
+        raise UsageError(
+            f"{path} is a Keras model file, not a .npz data archive"
+        )
+    others = [name for name in names if not name.endswith(".npy")]
+    if others:
+        raise UsageError(
+            f"{path} is a zip archive but not a .npz: it holds files that "
+            f"are not .npy arrays ({', '.join(others[:3])})"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception as error:  # numpy raises many types for bad files.
+        raise UsageError(f"cannot read data file {path}: {error}") from error
+    if not arrays:
+        raise UsageError(f"{path} is an empty .npz archive: it holds no arrays")
+    return arrays
+
+
+def _kind_of(magic):
+    """What a file starting with the bytes `magic` is, if it is known."""
+    if magic.startswith(b"\x93NUMPY"):
+        return (
+            ": it is a .npy file, a single array (numpy.savez(path, x=array) "
+            "saves one in a .npz archive)"
+        )
+    if magic == _HDF5_MAGIC:
+        return ": it is an HDF5 file (a .h5 model file?)"
+    return " (numpy.savez writes one)"
+
+
 def _check_readable(path, what):
-    if not os.path.exists(path):
-        raise UsageError(f"no such {what}: {path}")
-    if os.path.isdir(path):
+    """Raises a `UsageError` unless `path` is a regular file one may read.
+
+    The file is looked at (`os.stat`, through symlinks), not opened: a
+    FIFO, a device or a socket would block a reader or never end.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UsageError(f"no such {what}: {path}") from None
+    except OSError as error:
+        raise UsageError(
+            f"cannot read {what} {path}: {error.strerror}"
+        ) from None
+    if stat.S_ISDIR(mode):
         raise UsageError(f"{path} is a directory, not a {what}")
+    if not stat.S_ISREG(mode):
+        raise UsageError(
+            f"{path} is {_special_kind(mode)}, not a regular file: cannot "
+            f"read it as a {what}"
+        )
     if not os.access(path, os.R_OK):
         raise UsageError(f"cannot read {what} {path}: permission denied")
+
+
+def _special_kind(mode):
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 def _is_model_container(path):
     if path.endswith(".keras"):
         return zipfile.is_zipfile(path)
     with open(path, "rb") as file:
-        return file.read(8) == b"\x89HDF\r\n\x1a\n"
+        return file.read(8) == _HDF5_MAGIC
+
+
+def _zip_names(path):
+    """The names of the members of the zip archive at `path`, or `None`."""
+    with (
+        contextlib.suppress(zipfile.BadZipFile, OSError),
+        zipfile.ZipFile(path) as archive,
+    ):
+        return archive.namelist()
+    return None
 
 
 def _is_compiled_file(path):
