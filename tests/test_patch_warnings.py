@@ -62,7 +62,6 @@ def guide_steps(inplace):
     return messages, original() is None, len(model.trainable_weights), meant
 
 
-@pytest.mark.slow
 def test_copy_warns_after_its_original_was_collected():
     messages, collected, trained, meant = guide_steps(inplace=False)
 
@@ -72,7 +71,6 @@ def test_copy_warns_after_its_original_was_collected():
     assert stale and all(re.search(RECIPE, m) for m in stale)
 
 
-@pytest.mark.slow
 def test_patch_in_place_gives_no_stale_copy_warning():
     messages, collected, trained, meant = guide_steps(inplace=True)
 
