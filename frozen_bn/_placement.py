@@ -12,7 +12,9 @@ placements leave that model wrong, and are caught here:
   dropping).
 - `model = patch_model(model)` returned a copy, and the guide then changes
   `trainable` on its handle to the old base, which the copy never sees
-  (fine-tuning trains only the head).
+  (fine-tuning trains only the head). The original model may be collected
+  by then; the old base, which the handle keeps alive, is not: the flags
+  are recorded and compared layer by layer.
 
 frozen_bn's BatchNormalization calls `check_fit()` in its calls; the
 check runs once per fitted model and `compile()` (a new optimizer), and
@@ -24,12 +26,15 @@ import weakref
 
 import keras
 
-from frozen_bn import _training_arg, _walk
+from frozen_bn import _text, _training_arg, _walk
 from frozen_bn._reading import ModelReading
 
-# Each copy that `patch_model` made: its original and the original's
-# `trainable` flags at the time.
+# Each copy that `patch_model` made: its original's name, and a weak
+# reference to the original and to each layer inside it, with its
+# `trainable` flag at the time.
 _copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Each layer inside such a copy: a weak reference to the copy.
+_copy_of_layer: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # The optimizer each fitted model was last checked with.
 _checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FIX = "frozen_bn.patch_model(model, inplace=True)"
@@ -37,7 +42,11 @@ _FIX = "frozen_bn.patch_model(model, inplace=True)"
 
 def remember_copy(original, copy):
     """Records that `copy` is a patched copy of `original`."""
-    _copies[copy] = (weakref.ref(original), _trainable_flags(original))
+    layers = (original, *_walk.iter_layers(original))
+    flags = [(weakref.ref(layer), layer.trainable) for layer in layers]
+    _copies[copy] = (original.name, flags)
+    for layer in _walk.iter_layers(copy):
+        _copy_of_layer[layer] = weakref.ref(copy)
 
 
 def check_fit(training):
@@ -50,10 +59,12 @@ def check_fit(training):
     once per model and optimizer.
 
     Known gap: on JAX, Keras <= 3.15 runs a training step through
-    `Model.call`, outside the call context, so the model being fitted is
-    not known here and nothing is checked.
+    `Model.call`, outside the call context, which then names a layer of
+    the model being fitted instead of the model. A layer of a copy that
+    `patch_model` made names that copy, which is checked; any other model
+    is not.
     """
-    model = _walk.outermost_call()
+    model = _fitted_model()
     optimizer = getattr(model, "optimizer", None)
     if not isinstance(model, keras.Model) or not (training or optimizer):
         return
@@ -66,16 +77,34 @@ def check_fit(training):
             warnings.warn(message, UserWarning, stacklevel=2)
 
 
+def _fitted_model():
+    """The layer whose call started the running forward pass, or its copy.
+
+    `None` outside a call. A layer inside a copy that `patch_model` made
+    gives that copy (see the known gap of `check_fit`).
+    """
+    entry = _walk.outermost_call()
+    if entry is None:
+        return None
+    copy = _copy_of_layer.get(entry, lambda: None)()
+    return entry if copy is None else copy
+
+
 def _stale_copy(model):
     """Why the flags set on `model`'s original do not reach it, or `""`."""
-    original, flags = _copies.get(model, (lambda: None, None))
-    original = original()
-    if original is None or _trainable_flags(original) == flags:
+    original, flags = _copies.get(model, ("", ()))
+    changed = [
+        layer.name
+        for layer, flag in ((ref(), flag) for ref, flag in flags)
+        if layer is not None and layer.trainable != flag
+    ]
+    if not changed:
         return ""
     return (
-        f"The `trainable` flags of `{original.name}`'s layers changed after "
-        f"frozen_bn.patch_model() returned the copy `{model.name}` that is "
-        "being fitted: the copy does not see them (set `trainable` on the "
+        f"The `trainable` flags of layers of `{original}` "
+        f"({_text.names(changed)}) changed after frozen_bn.patch_model() "
+        f"returned the copy `{model.name}` that is being fitted: the copy "
+        "does not see them (set `trainable` on the "
         "copy's layers, e.g. `model.get_layer(name)`). To keep one model, "
         f"patch it in place: {_FIX}."
     )
@@ -117,7 +146,3 @@ def _patched_too_early(model):
         f"`{model.name}` was built?): {'; '.join(problems)}. Patch the "
         f"model you fit, once it is built, before compile(): {_FIX}."
     )
-
-
-def _trainable_flags(model):
-    return tuple(layer.trainable for layer in _walk.iter_layers(model))

@@ -16,7 +16,7 @@ from frozen_bn import _copying, _walk
 from frozen_bn._checks import check_bool, check_model, check_one_of
 from frozen_bn._freeze_selection import frozen_layers
 from frozen_bn._runtime import is_tf_keras_model
-from frozen_bn.patching import patch_model
+from frozen_bn.patching import patch_model, warn_of_traced_step
 
 if TYPE_CHECKING:
     import keras
@@ -211,6 +211,7 @@ def _patched(model, inplace):
     # In TF1 graph mode a patched model's flags live in its graph, so a
     # model that needs no new class needs no new graph either.
     if inplace and is_tf_keras_model(model) and _is_patched(model):
+        warn_of_traced_step(model)
         return model
     return patch_model(model, inplace=inplace)
 

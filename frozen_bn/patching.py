@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import reprlib
 import warnings
-from typing import TYPE_CHECKING
 
+import keras
 import numpy as np
 
 from frozen_bn import _flavors, _placement, _walk
@@ -16,9 +16,7 @@ from frozen_bn._checks import (
     check_rule_result,
 )
 from frozen_bn._reading import ModelReading
-
-if TYPE_CHECKING:
-    import keras
+from frozen_bn._runtime import runs_on_tensorflow
 
 
 def _freeze_rule(freeze_moving_stats, batch_norms):
@@ -140,9 +138,11 @@ def patch_model(
             graph cannot change).
 
     Returns:
-        The patched model. If `model` was compiled, call `compile()` on the
-        result before `fit()` (a warning says so): a compiled training
-        step keeps the behaviour it was traced with.
+        The patched model. A model patched in place after `fit()` needs
+        `compile()` before it trains again where `fit()` traced its
+        training step (TensorFlow, tf_keras, JAX with `jit_compile`; a
+        warning says so): the traced step keeps the stock layers'
+        behaviour. A model compiled but never fitted needs nothing.
 
     Example:
 
@@ -190,12 +190,7 @@ def patch_model(
             "These layers subclass BatchNormalization but are not frozen_bn "
             f"layers; they were left as they are: {', '.join(foreign)}"
         )
-    if _walk.is_compiled(model):
-        _warn(
-            "`model` was compiled. Call `compile()` on the patched model "
-            "before training it: the compiled training step would keep the "
-            "stock layers' behaviour."
-        )
+    warn_of_traced_step(target)
     return target
 
 
@@ -220,9 +215,31 @@ def unpatch_model(model: keras.Model, *, inplace: bool = False) -> keras.Model:
     flavor = _flavors.flavor_of(model)
     inplace = _check_inplace(flavor, inplace)
     target = flavor.unpatch(model if inplace else flavor.copy_model(model))
-    if _walk.is_compiled(model):
-        _warn(
-            "`model` was compiled. Call `compile()` on the unpatched model "
-            "before training it."
-        )
+    warn_of_traced_step(target)
     return target
+
+
+def warn_of_traced_step(model):
+    """Warns if `fit()` would train `model` with a step traced before now.
+
+    `fit()` builds a training step once and keeps it as
+    `model.train_function` until `compile()` drops it. Measured on Keras
+    3.15 and tf_keras 2.21: TensorFlow and tf_keras trace it (unless
+    `run_eagerly`), and the traced step keeps the classes and flags its
+    layers had when it was traced; so does JAX's, jitted with `jit_compile`.
+    A step that runs eagerly, and torch's (`torch.compile` compiles it
+    again when a layer's class changes), runs the layers as they are now.
+    A model that was compiled but never fitted has no step yet.
+    """
+    step = getattr(model, "train_function", None)
+    if step is None or getattr(model, "run_eagerly", False):
+        return
+    jitted = keras.backend.backend() == "jax" and model.jit_compile
+    if runs_on_tensorflow(model) or jitted:
+        warnings.warn(
+            f"`model` ({model.name!r}) was fitted: its next `fit()` would "
+            "reuse the training step it traced then, which keeps the "
+            "classes and flags its layers had. Call `compile()` on it "
+            "before training it again.",
+            stacklevel=3,
+        )
