@@ -238,18 +238,19 @@ def _input_signature(model):
     """What `export` traces `model` on: its inputs, named as its own.
 
     A Sequential model takes one tensor, and records the batch size of the
-    first batch it was called on (Keras 3.15): its artifact takes any.
+    first batch it was called on (Keras 3.15): its artifact takes any. One
+    with a layer that infers no output shape has no graph, nor `inputs`:
+    the shape it was built on is read where Keras's own export reads it.
     """
-    if isinstance(model, keras.Sequential):
+    if not isinstance(model, keras.Sequential):
+        return [model.input]
+    try:
         (tensor,) = model.inputs
-        return [
-            keras.InputSpec(
-                shape=(None, *tensor.shape[1:]),
-                dtype=tensor.dtype,
-                name=tensor.name,
-            )
-        ]
-    return [model.input]
+        shape, dtype, name = tensor.shape, tensor.dtype, tensor.name
+    except AttributeError:  # No graph. A private attribute of Keras 3:
+        shape = model._build_shapes_dict["input_shape"]
+        dtype, name = model.input_dtype, None
+    return [keras.InputSpec(shape=(None, *shape[1:]), dtype=dtype, name=name)]
 
 
 def _export_keywords(format):

@@ -29,11 +29,22 @@ def features(count=8, seed=0):
     return rng.normal(1.0, 2.0, (count, 3)).astype("float32")
 
 
+class Doubled(keras.layers.Layer):
+    """Infers no output shape: a Sequential model holding it has no graph."""
+
+    def compute_output_spec(self, inputs):
+        raise NotImplementedError
+
+    def call(self, inputs):
+        return 2.0 * inputs
+
+
 def sequential(how):
-    """Dense + BN, built with `build` or by a call on one sample."""
-    model = keras.Sequential(
-        [keras.layers.Dense(4, name="dense"), keras.layers.BatchNormalization()]
-    )
+    """Dense + BN, built with `build`, by a call on one sample, or (without
+    a graph) by a call with a layer that infers no shape."""
+    layers = [keras.layers.Dense(4, name="dense")]
+    layers += [Doubled()] * (how == "graphless")
+    model = keras.Sequential([*layers, keras.layers.BatchNormalization()])
     if how == "built":
         model.build((None, 3))
     else:
@@ -162,7 +173,7 @@ def assert_exports_and_checks(model, tmp_path, format, data, named, **kwargs):
 # Every kind of model, on every format of the backend
 
 
-@pytest.mark.parametrize("how", ["built", "called"])
+@pytest.mark.parametrize("how", ["built", "called", "graphless"])
 @pytest.mark.parametrize("format", ALL)
 def test_sequential_model_exports_and_checks(tmp_path, format, how):
     model, x = sequential(how), features()
