@@ -178,6 +178,29 @@ def check_path(value, name, *, allow_none=False):
     return os.fspath(value)
 
 
+def check_keywords(kwargs, accepted, where=""):
+    """Returns `kwargs` if every keyword is one of `accepted`.
+
+    `where` says what takes them (" by `model.export` for format='onnx'").
+
+    Raises:
+        TypeError: naming the first keyword that is not accepted, as Python
+            does for an unexpected keyword argument.
+    """
+    for keyword in kwargs:
+        if keyword not in accepted:
+            close = difflib.get_close_matches(keyword, list(accepted))
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" * bool(
+                close
+            )
+            raise TypeError(
+                f"Unexpected keyword argument `{keyword}`: the keywords "
+                f"accepted{where} are {sorted(accepted)}.{hint} Received: "
+                f"{keyword}={_REPR.repr(kwargs[keyword])}"
+            )
+    return kwargs
+
+
 def check_rule_result(result, name, layer):
     """Returns what the callable `name` returned for `layer`, if a bool.
 

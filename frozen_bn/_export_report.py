@@ -22,12 +22,18 @@ class ExportMismatchError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class OutputError:
-    """How far one output of an artifact is from `model.predict`."""
+    """How far one output of an artifact is from `model.predict`.
+
+    `predict_finite` is whether `model.predict` itself is finite: a NaN or
+    an infinity there (NaN weights, inputs that overflow) is the model's,
+    and no artifact agrees with it.
+    """
 
     name: str
     max_abs_error: float
     mean_abs_error: float
     allowed: float
+    predict_finite: bool = True
 
     @property
     def ok(self):
@@ -88,7 +94,11 @@ def output_errors(model, expected, actual, tolerance):
         allowed = tolerance * max(1.0, float(np.max(np.abs(want))))
         errors.append(
             OutputError(
-                name, float(difference.max()), float(difference.mean()), allowed
+                name,
+                float(difference.max()),
+                float(difference.mean()),
+                allowed,
+                bool(np.isfinite(want).all()),
             )
         )
     return tuple(errors)
@@ -96,6 +106,15 @@ def output_errors(model, expected, actual, tolerance):
 
 def mismatch_message(model, report):
     lines = [report.to_text()]
+    non_finite = [o.name for o in report.outputs if not o.predict_finite]
+    if non_finite:
+        lines.append(
+            f"`{model.name}` itself computes NaN or infinity on these inputs: "
+            f"`model.predict` is not finite in {non_finite}. The model is to "
+            "blame, not the export nor a layer's mode: look for NaN weights, "
+            "or inputs so large that the model overflows."
+        )
+        return "\n".join(lines)
     pairs = _training_arg.plain_call_in_training_mode(model)
     if pairs:
         lines.append(

@@ -7,7 +7,14 @@ import keras
 import numpy as np
 
 from frozen_bn import _artifacts, _atomic
-from frozen_bn._checks import check_model, check_one_of, check_path
+from frozen_bn._checks import (
+    check_bool,
+    check_keywords,
+    check_model,
+    check_one_of,
+    check_path,
+    check_positive_number,
+)
 from frozen_bn._data import arrays_of, check_arrays
 from frozen_bn._export_formats import FORMATS
 from frozen_bn._export_report import (
@@ -112,12 +119,20 @@ def export(
     # 1. Check every argument before anything is written.
     check_model(model, keras3_only=True, graph="input_signature" not in kwargs)
     filepath = _check_filepath(filepath, format)
-    tolerance = _check_tolerance(tolerance)
+    tolerance = check_positive_number(tolerance, "tolerance")
+    verbose = check_bool(verbose, "verbose")
+    check_keywords(
+        kwargs,
+        _export_keywords(format),
+        f" by `model.export` for format={format!r} on the "
+        f"{keras.backend.backend()} backend",
+    )
     if check_data is not None:
         _require_runtime(format)
         check_data = _as_input_arrays(model, check_data, "check_data")
     # 2. Export the inference-mode call to a staging directory.
-    kwargs.setdefault("input_signature", [model.input])
+    if "input_signature" not in kwargs:
+        kwargs["input_signature"] = _input_signature(model)
     wrapper = _InferenceCall(model)
     report = None
     marker = _MARKERS.get(format)
@@ -175,7 +190,7 @@ def check_export(
             f"Received: filepath={filepath!r}"
         )
     _check_format(format)
-    tolerance = _check_tolerance(tolerance)
+    tolerance = check_positive_number(tolerance, "tolerance")
     _require_runtime(format)
     return _compare(
         model, filepath, _as_input_arrays(model, data), format, tolerance
@@ -200,13 +215,78 @@ def _compare(model, filepath, data, format, tolerance, staged=None):
 
 def _as_input_arrays(model, data, name="data"):
     """`data`, checked as the data contract checks it (`_data`), as NumPy
-    arrays of the model's input dtypes."""
+    arrays of the model's input dtypes: one array, or a dict of them keyed
+    by input name (a list is in the order of `model.inputs`).
+
+    Both `model.predict` and `_artifacts.run` take that form, so that each
+    runtime matches the inputs by name. A subclassed model, which does not
+    name its inputs, takes one array or a dict keyed by the names of its
+    `input_signature`.
+    """
     check_arrays(model, data, name=name)
-    return keras.tree.map_structure(
-        lambda array, spec: np.asarray(array, dtype=spec.dtype),
-        arrays_of(data, name),
-        model.input,
+    data = arrays_of(data, name)
+    tensors = _model_inputs(model)
+    if tensors is None:
+        if isinstance(data, list) and len(data) > 1:
+            raise ValueError(
+                f"Expected `{name}` to be an array or a dict of arrays keyed "
+                "by input name: a subclassed model does not name its inputs. "
+                f"Received: a list of {len(data)} arrays"
+            )
+        data = data[0] if isinstance(data, list) else data
+        return keras.tree.map_structure(np.asarray, data)
+    arrays = (
+        [data[tensor.name] for tensor in tensors]
+        if isinstance(data, dict)
+        else keras.tree.flatten(data)
     )
+    named = {
+        tensor.name: np.asarray(array, dtype=tensor.dtype)
+        for tensor, array in zip(tensors, arrays, strict=True)
+    }
+    return named if len(named) > 1 else next(iter(named.values()))
+
+
+def _model_inputs(model):
+    """`model.inputs`, or `None` for a model without (a subclassed one)."""
+    try:
+        return model.inputs or None
+    except AttributeError:
+        return None
+
+
+def _input_signature(model):
+    """What `export` traces `model` on: its inputs, named as its own.
+
+    A Sequential model takes one tensor, and records the batch size of the
+    first batch it was called on (Keras 3.15): its artifact takes any. One
+    with a layer that infers no output shape has no graph, nor `inputs`:
+    the shape it was built on is read where Keras's own export reads it.
+    """
+    if not isinstance(model, keras.Sequential):
+        return [model.input]
+    try:
+        (tensor,) = model.inputs
+        shape, dtype, name = tensor.shape, tensor.dtype, tensor.name
+    except AttributeError:  # No graph. A private attribute of Keras 3:
+        shape = model._build_shapes_dict["input_shape"]
+        dtype, name = model.input_dtype, None
+    return [keras.InputSpec(shape=(None, *shape[1:]), dtype=dtype, name=name)]
+
+
+def _export_keywords(format):
+    """The keywords that `model.export` takes for `format` here."""
+    if format == "litert":  # The LiteRT converter's options (TensorFlow).
+        import tensorflow as tf
+
+        converter = tf.lite.TFLiteConverter([], None)
+        options = {name for name in vars(converter) if name[0] != "_"}
+        return {"input_signature", "target_spec", *options}
+    if format == "onnx":
+        return {"input_signature", "opset_version"}
+    if keras.backend.backend() == "jax":  # jax2tf's, for a SavedModel.
+        return {"input_signature", "is_static", "jax2tf_kwargs"}
+    return {"input_signature"}
 
 
 def _check_format(format):
@@ -235,17 +315,6 @@ def _check_filepath(filepath, format):
     kind = "directory" if format in _MARKERS else "file"
     _atomic.check_replaceable(filepath, "filepath", kind, _MARKERS.get(format))
     return filepath
-
-
-def _check_tolerance(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        value = None
-    if value is None or not 0 < value < np.inf:
-        raise ValueError(
-            "Expected `tolerance` to be a positive number. "
-            f"Received: tolerance={value!r}"
-        )
-    return float(value)
 
 
 def _require_runtime(format):
