@@ -464,15 +464,6 @@ def test_foreign_subclass_is_left_alone_with_a_warning():
     assert type(patched.layers[1]) is OURS
 
 
-def test_compiled_model_warns_to_recompile():
-    model = functional_net()
-    model.compile(optimizer="sgd", loss="mse")
-    with pytest.warns(
-        UserWarning, match=r"Call `compile\(\)` on the patched model"
-    ):
-        frozen_bn.patch_model(model, inplace=True)
-
-
 def test_uncompiled_model_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
@@ -562,10 +553,8 @@ def test_keras_hub_backbones_keep_their_class(name):
 def test_keras_hub_task_patches_and_unpatches():
     task = keras_hub_models.image_classifier("resnet_v2")
     x = hub_inputs()
-    with pytest.warns(UserWarning, match="compile"):  # tasks come compiled
-        patched = frozen_bn.patch_model(task)
-    with pytest.warns(UserWarning, match="compile"):
-        unpatched = frozen_bn.unpatch_model(patched)
+    patched = frozen_bn.patch_model(task)  # Compiled, never fitted.
+    unpatched = frozen_bn.unpatch_model(patched)
 
     assert_round_trip_keeps_class(task, patched, unpatched, x)
     assert isinstance(patched.backbone, type(task.backbone))
