@@ -104,7 +104,8 @@ def adapter_for(data, name, batch_size=32, *, steps=None, steps_name="steps"):
         raise ValueError(
             f"Expected `{name}` to end: it declares that it yields batches "
             f"forever, so it would be read forever. {hint}. Received: "
-            f"{name} of type {type(data).__name__}, endless"
+            f"{name} of type {type(data).__name__}, whose "
+            f"{_ENDLESS_SIGNS[type(adapter)]}"
         )
     return adapter
 
@@ -234,6 +235,13 @@ class _IterableAdapter:
     def batches(self):
         for element in self.data:
             yield _inputs_of(element)
+
+
+# How each form says that it never ends.
+_ENDLESS_SIGNS = {
+    _PyDatasetAdapter: "`num_batches` is None",
+    _IterableAdapter: "`cardinality()` is `tf.data.INFINITE_CARDINALITY`",
+}
 
 
 def _is_infinite_dataset(data):
