@@ -155,7 +155,6 @@ def test_a_base_patched_before_building_warns_with_the_recipe():
     assert all(re.search(RECIPE, m) for m in warned)
 
 
-@needs_fit_context
 def test_a_copy_whose_original_changes_warns_with_the_recipe():
     findings = guide("copy")
 
